@@ -1,0 +1,48 @@
+# imgedge: two commands for a fresh Debian/Ubuntu machine.
+#   make run    install what is missing, build, serve on :8088 with testdata/ mounted
+#   make test   install what is missing, run every test
+# Everything the project needs is installed here, never by hand.
+
+SHELL := /bin/bash
+PORT ?= 8088
+CARGO ?= cargo
+# libvips with its loaders/savers, pkg-config + a C compiler for the shim, cmake/clang for
+# crates that build C, fonts for text watermarks.
+APT_PACKAGES := libvips-dev pkg-config build-essential cmake clang fonts-dejavu-core
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build run test bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+build: deps
+	$(CARGO) build --release --locked
+
+run: build
+	@echo
+	@echo "imgedge on http://localhost:$(PORT) with testdata/ mounted. Try:"
+	@echo "  curl -o out.jpg 'http://localhost:$(PORT)/resize?width=300&file=scene.jpg'"
+	@echo "  curl -o out.webp 'http://localhost:$(PORT)/crop?width=400&height=400&type=webp&file=scene.jpg'"
+	@echo "  curl 'http://localhost:$(PORT)/info?file=badge.png'"
+	@echo "  curl -o out.png -X POST --data-binary @testdata/badge.png 'http://localhost:$(PORT)/thumbnail?width=200&type=png'"
+	@echo "  open http://localhost:$(PORT)/form in a browser"
+	@echo
+	PORT= ./target/release/imgedge -p $(PORT) -mount testdata -grace-period 1
+
+test: deps
+	$(CARGO) build --locked --bins
+	$(CARGO) test --locked -- --test-threads=2
+
+bench: deps
+	$(CARGO) bench --locked
+
+clean:
+	$(CARGO) clean

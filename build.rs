@@ -1,0 +1,51 @@
+//! Compiles the libvips shim (`src/ops/vips/shim.c`).
+//!
+//! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
+//! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
+//! The shim gives every call a fixed C signature, compiled against the headers of the libvips
+//! actually installed, so a renamed option is a compile-time `#if`, not a run-time failure.
+//! Include paths and link flags come from `pkg-config vips`.
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
+    println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
+
+    // Link flags are printed after the shim is compiled so that the static shim archive comes
+    // before `-lvips` on the linker command line (order matters with `--as-needed`).
+    let vips = match pkg_config::Config::new()
+        .atleast_version("8.14")
+        .cargo_metadata(false)
+        .probe("vips")
+    {
+        Ok(lib) => lib,
+        Err(e) => panic!(
+            "libvips >= 8.14 not found through pkg-config ({e}).\n\
+             Install it (Debian/Ubuntu: `apt-get install libvips-dev`) or set PKG_CONFIG_PATH."
+        ),
+    };
+
+    let mut build = cc::Build::new();
+    build
+        .file("src/ops/vips/shim.c")
+        .include("src/ops/vips")
+        .warnings(true)
+        .extra_warnings(true)
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-std=gnu11");
+    for path in &vips.include_paths {
+        build.include(path);
+    }
+    for (name, value) in &vips.defines {
+        build.define(name, value.as_deref());
+    }
+    build.compile("imgedge_vips_shim");
+
+    for path in &vips.link_paths {
+        println!("cargo:rustc-link-search=native={}", path.display());
+    }
+    for lib in &vips.libs {
+        println!("cargo:rustc-link-lib={lib}");
+    }
+}

@@ -1,0 +1,95 @@
+//! imaginary's access log (spec §12): one Apache-style line per request on stdout,
+//! `<ip> - - [02/Jan/2006 15:04:05] "<method> <uri> <proto>" <status> <bytes> <secs>`.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Formats one line (without the newline).
+#[allow(clippy::too_many_arguments)]
+pub fn line(
+    ip: &str,
+    at: SystemTime,
+    method: &str,
+    uri: &str,
+    proto: &str,
+    status: u16,
+    bytes: usize,
+    elapsed: Duration,
+) -> String {
+    format!(
+        "{ip} - - [{}] \"{method} {uri} {proto}\" {status} {bytes} {:.4}",
+        clf_time(at),
+        elapsed.as_secs_f64()
+    )
+}
+
+/// Writes a line to stdout; a closed stdout never fails a request.
+pub fn write(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
+/// Replaces the values of `key` and `sign` so secrets never reach a log (FIX: imaginary logs them).
+pub fn redact_uri(uri: &str) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_string();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k == "key" || k == "sign" => format!("{k}=REDACTED"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
+}
+
+/// `02/Jan/2006 15:04:05` in UTC.
+fn clf_time(at: SystemTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{day:02}/{}/{year} {:02}:{:02}:{:02}",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_like_imaginary() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_736_831_709); // 2025-01-14 05:15:09 UTC
+        assert_eq!(
+            line("172.17.0.1", at, "POST", "/pipeline?x=1", "HTTP/1.1", 200, 48211, Duration::from_micros(84_200)),
+            "172.17.0.1 - - [14/Jan/2025 05:15:09] \"POST /pipeline?x=1 HTTP/1.1\" 200 48211 0.0842"
+        );
+        assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000 00:00:00");
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        assert_eq!(
+            redact_uri("/resize?width=1&key=s3cret&sign=abc&url=x"),
+            "/resize?width=1&key=REDACTED&sign=REDACTED&url=x"
+        );
+        assert_eq!(redact_uri("/health"), "/health");
+    }
+}

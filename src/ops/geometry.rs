@@ -1,0 +1,1 @@
+//! bimg's geometry (spec §9): pure math.

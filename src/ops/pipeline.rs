@@ -1,0 +1,1 @@
+//! `/pipeline` operations JSON (spec §9.6).

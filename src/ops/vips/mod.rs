@@ -1,0 +1,1 @@
+//! The libvips layer: a safe `Image` over a small C shim.

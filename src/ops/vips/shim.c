@@ -1,0 +1,750 @@
+/* imgedge's libvips shim: fixed-signature C wrappers over libvips' varargs calls.
+ *
+ * Why C and not generated Rust bindings: libvips options are passed as NULL-terminated
+ * name/value varargs, checked only at run time, and renamed between releases (`strip` became
+ * `keep` in 8.15). Compiling this file against the installed headers turns each rename into an
+ * `#if` on VIPS_MINOR_VERSION, and gives Rust plain functions to declare (like imgproxy's vips.c
+ * and bimg's vips.h). Every function returns 0/-1 and leaves libvips' error buffer for the Rust
+ * side to read (src/ops/vips/mod.rs).
+ *
+ * Varargs hygiene: every int-typed option receives an `int` (gboolean and enums are ints),
+ * every double option a `double`; a wrong type here is undefined behaviour, not an error.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#if VIPS_MAJOR_VERSION > 8 || (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 15)
+#define IMGEDGE_HAS_KEEP 1
+#else
+#define IMGEDGE_HAS_KEEP 0
+#endif
+
+/* The metadata option of every saver: `strip` up to 8.14, `keep` from 8.15 on. Expands to a
+ * name/value pair for the varargs list. */
+#if IMGEDGE_HAS_KEEP
+#define IMGEDGE_STRIP(strip) \
+	"keep", (int) ((strip) ? VIPS_FOREIGN_KEEP_NONE : VIPS_FOREIGN_KEEP_ALL)
+#else
+#define IMGEDGE_STRIP(strip) "strip", (int) ((strip) ? TRUE : FALSE)
+#endif
+
+#define IMGEDGE_BOOL(x) ((int) ((x) ? TRUE : FALSE))
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lifecycle and errors */
+
+int
+imgedge_init(int concurrency)
+{
+	const char *env;
+
+	if (VIPS_INIT("imgedge"))
+		return -1;
+
+	/* Caching is ours (cache/): libvips' operation cache would only hold memory and, for
+	 * buffer loaders, pointers into buffers it does not own. */
+	vips_cache_set_max(0);
+	vips_cache_set_max_mem(0);
+	vips_cache_set_max_files(0);
+
+	/* VIPS_CONCURRENCY, when set, is honoured by libvips itself (as in imaginary/bimg);
+	 * otherwise the caller's value, default 1 (best throughput with many concurrent
+	 * requests). */
+	env = g_getenv("VIPS_CONCURRENCY");
+	if (!env || atoi(env) <= 0)
+		vips_concurrency_set(concurrency > 0 ? concurrency : 1);
+
+	vips_leak_set(FALSE);
+
+	/* ImageMagick's loader accepts almost anything; inputs are sniffed before they reach
+	 * libvips and no accepted format needs it. Block it so a malformed file that a native
+	 * loader rejects is not handed to ImageMagick instead. */
+	vips_operation_block_set("VipsForeignLoadMagick", TRUE);
+
+	return 0;
+}
+
+int
+imgedge_operation_exists(const char *nickname)
+{
+	return vips_type_find("VipsOperation", nickname) != 0;
+}
+
+/* Read-and-clear, atomically under libvips' error lock. The buffer is process-wide: callers
+ * take it right after the failing call. Free the result with g_free(). */
+char *
+imgedge_error_take(void)
+{
+	return vips_error_buffer_copy();
+}
+
+void
+imgedge_thread_shutdown(void)
+{
+	vips_thread_shutdown();
+}
+
+const char *
+imgedge_version(void)
+{
+	return vips_version_string();
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Loading */
+
+int
+imgedge_load(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out)
+{
+	VipsImage *image;
+
+	image = vips_image_new_from_buffer(buf, len, "",
+		"access", (int) (sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM),
+		"fail_on", fail_on,
+		NULL);
+	if (!image)
+		return -1;
+	*out = image;
+	return 0;
+}
+
+/* JPEG with libjpeg's DCT-domain shrink (1, 2, 4 or 8): the decoder skips most of the work. */
+int
+imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out)
+{
+	return vips_jpegload_buffer((void *) buf, len, out,
+		"shrink", shrink,
+		"access", (int) VIPS_ACCESS_SEQUENTIAL,
+		"fail_on", fail_on,
+		NULL);
+}
+
+/* Shrink-on-load for every other format (WebP scaled decode, HEIF embedded thumbnails,
+ * PDF/SVG rendered at the target scale). Always to exactly width x height (size=force: the
+ * caller did the fitting), never rotated (the caller orients, spec §9.2). */
+int
+imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on,
+	VipsImage **out)
+{
+	return vips_thumbnail_buffer((void *) buf, len, out, width,
+		"height", height,
+		"size", (int) VIPS_SIZE_FORCE,
+		"no_rotate", TRUE,
+		"fail_on", fail_on,
+		NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Metadata */
+
+int
+imgedge_width(VipsImage *in)
+{
+	return vips_image_get_width(in);
+}
+
+int
+imgedge_height(VipsImage *in)
+{
+	return vips_image_get_height(in);
+}
+
+int
+imgedge_bands(VipsImage *in)
+{
+	return vips_image_get_bands(in);
+}
+
+int
+imgedge_band_format(VipsImage *in)
+{
+	return (int) vips_image_get_format(in);
+}
+
+const char *
+imgedge_interpretation(VipsImage *in)
+{
+	return vips_enum_nick(VIPS_TYPE_INTERPRETATION, vips_image_get_interpretation(in));
+}
+
+/* libvips' own test, used for processing decisions. */
+int
+imgedge_has_alpha(VipsImage *in)
+{
+	return vips_image_hasalpha(in) ? 1 : 0;
+}
+
+/* bimg's test, used for /info's hasAlpha (spec §7). */
+int
+imgedge_has_alpha_bimg(VipsImage *in)
+{
+	int bands = vips_image_get_bands(in);
+	VipsInterpretation type = vips_image_get_interpretation(in);
+
+	return (bands == 2 && type == VIPS_INTERPRETATION_B_W) ||
+		(bands == 4 && type != VIPS_INTERPRETATION_CMYK) ||
+		(bands == 5 && type == VIPS_INTERPRETATION_CMYK);
+}
+
+int
+imgedge_has_icc(VipsImage *in)
+{
+	return vips_image_get_typeof(in, VIPS_META_ICC_NAME) != 0;
+}
+
+/* The EXIF IFD0 Orientation as bimg reads it: 0 when absent (spec §7 /info). */
+int
+imgedge_exif_orientation(VipsImage *in)
+{
+	const char *s;
+
+	if (vips_image_get_typeof(in, "exif-ifd0-Orientation") != 0 &&
+		!vips_image_get_string(in, "exif-ifd0-Orientation", &s))
+		return atoi(s);
+	return 0;
+}
+
+/* The orientation libvips will honour (1..8, 1 when absent or reset). */
+int
+imgedge_orientation(VipsImage *in)
+{
+	return vips_image_get_orientation(in);
+}
+
+/* Nickname of the loader, e.g. "jpegload_buffer"; NULL for images not loaded from a file. */
+const char *
+imgedge_loader(VipsImage *in)
+{
+	const char *s;
+
+	if (vips_image_get_typeof(in, VIPS_META_LOADER) != 0 &&
+		!vips_image_get_string(in, VIPS_META_LOADER, &s))
+		return s;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Operations */
+
+/* Renders the image into memory: the result can be read in any order, which sequentially
+ * loaded images cannot (rotations, smart crop). A no-op (new reference) for memory images. */
+int
+imgedge_copy_memory(VipsImage *in, VipsImage **out)
+{
+	VipsImage *image = vips_image_copy_memory(in);
+
+	if (!image)
+		return -1;
+	*out = image;
+	return 0;
+}
+
+int
+imgedge_rot(VipsImage *in, VipsImage **out, int angle)
+{
+	VipsAngle a;
+
+	switch (angle) {
+	case 0:
+		a = VIPS_ANGLE_D0;
+		break;
+	case 90:
+		a = VIPS_ANGLE_D90;
+		break;
+	case 180:
+		a = VIPS_ANGLE_D180;
+		break;
+	case 270:
+		a = VIPS_ANGLE_D270;
+		break;
+	default:
+		vips_error("imgedge_rot", "unsupported angle %d", angle);
+		return -1;
+	}
+	return vips_rot(in, out, a, NULL);
+}
+
+/* vertical = 0: mirror left <-> right; 1: top <-> bottom. */
+int
+imgedge_flip(VipsImage *in, VipsImage **out, int vertical)
+{
+	return vips_flip(in, out,
+		vertical ? VIPS_DIRECTION_VERTICAL : VIPS_DIRECTION_HORIZONTAL, NULL);
+}
+
+int
+imgedge_autorot(VipsImage *in, VipsImage **out)
+{
+	return vips_autorot(in, out, NULL);
+}
+
+/* A copy with the orientation tag set (1 = upright: the EXIF tag written on save follows). */
+int
+imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation)
+{
+	if (vips_copy(in, out, NULL))
+		return -1;
+	vips_image_set_int(*out, VIPS_META_ORIENTATION, orientation);
+	return 0;
+}
+
+/* Lanczos3 for reductions, bicubic for enlargements (vips_resize picks the interpolator from
+ * the kernel); alpha is premultiplied around the resample so transparent pixels do not bleed
+ * their colour into the edges. */
+int
+imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale)
+{
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 4);
+	VipsKernel kernel =
+		(hscale < 1.0 && vscale < 1.0) ? VIPS_KERNEL_LANCZOS3 : VIPS_KERNEL_CUBIC;
+	VipsBandFormat format = vips_image_get_format(in);
+	VipsImage *x = in;
+
+	if (vips_image_hasalpha(in)) {
+		if (vips_premultiply(x, &t[0], NULL))
+			goto fail;
+		x = t[0];
+	}
+	if (vips_resize(x, &t[1], hscale, "vscale", vscale, "kernel", (int) kernel, NULL))
+		goto fail;
+	x = t[1];
+	if (vips_image_hasalpha(in)) {
+		if (vips_unpremultiply(x, &t[2], NULL) ||
+			vips_cast(t[2], &t[3], format, NULL))
+			goto fail;
+		x = t[3];
+	}
+
+	g_object_ref(x);
+	*out = x;
+	g_object_unref(base);
+	return 0;
+
+fail:
+	g_object_unref(base);
+	return -1;
+}
+
+int
+imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width, int height)
+{
+	return vips_extract_area(in, out, left, top, width, height, NULL);
+}
+
+/* extend is a VipsExtend value; background (n values) is used only with
+ * VIPS_EXTEND_BACKGROUND. */
+int
+imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
+	int extend, const double *background, int n)
+{
+	int result;
+
+	if (extend == VIPS_EXTEND_BACKGROUND && background && n > 0) {
+		VipsArrayDouble *bg = vips_array_double_new(background, n);
+
+		result = vips_embed(in, out, left, top, width, height,
+			"extend", extend,
+			"background", bg,
+			NULL);
+		vips_area_unref(VIPS_AREA(bg));
+		return result;
+	}
+	return vips_embed(in, out, left, top, width, height, "extend", extend, NULL);
+}
+
+int
+imgedge_smartcrop(VipsImage *in, VipsImage **out, int width, int height)
+{
+	return vips_smartcrop(in, out, width, height,
+		"interesting", (int) VIPS_INTERESTING_ATTENTION,
+		NULL);
+}
+
+/* Nearest-neighbour pixel replication. */
+int
+imgedge_zoom(VipsImage *in, VipsImage **out, int xfac, int yfac)
+{
+	return vips_zoom(in, out, xfac, yfac, NULL);
+}
+
+int
+imgedge_gaussblur(VipsImage *in, VipsImage **out, double sigma, double min_ampl)
+{
+	return vips_gaussblur(in, out, sigma, "min_ampl", min_ampl, NULL);
+}
+
+int
+imgedge_flatten(VipsImage *in, VipsImage **out, double r, double g, double b)
+{
+	double values[3] = { r, g, b };
+	int n = vips_image_get_bands(in) <= 2 ? 1 : 3;
+	VipsArrayDouble *bg;
+	int result;
+
+	/* A grey image flattens onto the grey value of the colour. */
+	if (n == 1)
+		values[0] = (r + g + b) / 3.0;
+	bg = vips_array_double_new(values, n);
+	result = vips_flatten(in, out, "background", bg, NULL);
+	vips_area_unref(VIPS_AREA(bg));
+	return result;
+}
+
+/* To sRGB, or B_W when bw (spec §8.3); images libvips cannot convert pass unchanged. */
+int
+imgedge_colourspace(VipsImage *in, VipsImage **out, int bw)
+{
+	if (!vips_colourspace_issupported(in))
+		return vips_copy(in, out, NULL);
+	return vips_colourspace(in, out,
+		bw ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB, NULL);
+}
+
+/* Drops the ICC profile without transforming the pixels (bimg's noprofile). */
+int
+imgedge_remove_icc(VipsImage *in, VipsImage **out)
+{
+	if (vips_copy(in, out, NULL))
+		return -1;
+	vips_image_remove(*out, VIPS_META_ICC_NAME);
+	return 0;
+}
+
+/* 8-bit sRGB (with alpha if present): what watermarks are drawn on. */
+static int
+imgedge_to_srgb8(VipsImage *in, VipsImage **out)
+{
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 2);
+	VipsImage *x = in;
+
+	if (vips_colourspace_issupported(in) &&
+		vips_image_get_interpretation(in) != VIPS_INTERPRETATION_sRGB) {
+		if (vips_colourspace(x, &t[0], VIPS_INTERPRETATION_sRGB, NULL))
+			goto fail;
+		x = t[0];
+	}
+	if (vips_image_get_format(x) != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(x, &t[1], VIPS_FORMAT_UCHAR, NULL))
+			goto fail;
+		x = t[1];
+	}
+	g_object_ref(x);
+	*out = x;
+	g_object_unref(base);
+	return 0;
+
+fail:
+	g_object_unref(base);
+	return -1;
+}
+
+/* bimg's text watermark (vips_watermark): the text rendered at dpi, wrapped to width, scaled by
+ * opacity, placed 100 px right/down inside a (text + margin) tile, the tile repeated over the
+ * image unless !replicate, and the text colour blended in through that mask. Unlike bimg the
+ * mask is always cut/padded to the image, so the size never changes. */
+int
+imgedge_text_watermark(VipsImage *in, VipsImage **out, const char *text, const char *font,
+	int width, int dpi, int margin, double opacity, int replicate, const double *rgb)
+{
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 12);
+	double ones[4] = { 1, 1, 1, 1 };
+	double ink[4];
+	int bands, w, h;
+
+	if (imgedge_to_srgb8(in, &t[0]))
+		goto fail;
+	bands = vips_image_get_bands(t[0]);
+	w = vips_image_get_width(t[0]);
+	h = vips_image_get_height(t[0]);
+	if (bands != 3 && bands != 4) {
+		vips_error("watermark", "unsupported number of bands %d", bands);
+		goto fail;
+	}
+	ink[0] = rgb[0];
+	ink[1] = rgb[1];
+	ink[2] = rgb[2];
+	ink[3] = 255.0;
+
+	/* The mask. */
+	if (vips_text(&t[1], text,
+			"width", width,
+			"dpi", dpi,
+			"font", font,
+			NULL) ||
+		vips_linear1(t[1], &t[2], opacity, 0.0, NULL) ||
+		vips_cast(t[2], &t[3], VIPS_FORMAT_UCHAR, NULL) ||
+		vips_embed(t[3], &t[4], 100, 100,
+			vips_image_get_width(t[3]) + margin,
+			vips_image_get_height(t[3]) + margin,
+			NULL))
+		goto fail;
+
+	if (replicate) {
+		if (vips_replicate(t[4], &t[5],
+				1 + w / vips_image_get_width(t[4]),
+				1 + h / vips_image_get_height(t[4]),
+				NULL) ||
+			vips_crop(t[5], &t[6], 0, 0, w, h, NULL))
+			goto fail;
+	}
+	else if (vips_embed(t[4], &t[6], 0, 0, w, h, NULL))
+		goto fail;
+
+	/* The colour to paint with, as large as the image. */
+	if (vips_black(&t[7], 1, 1, NULL) ||
+		vips_linear(t[7], &t[8], ones, ink, bands, NULL) ||
+		vips_cast(t[8], &t[9], VIPS_FORMAT_UCHAR, NULL) ||
+		vips_copy(t[9], &t[10],
+			"interpretation", (int) VIPS_INTERPRETATION_sRGB,
+			NULL) ||
+		vips_embed(t[10], &t[11], 0, 0, w, h,
+			"extend", (int) VIPS_EXTEND_COPY,
+			NULL))
+		goto fail;
+
+	if (vips_ifthenelse(t[6], t[11], t[0], out, "blend", TRUE, NULL))
+		goto fail;
+
+	g_object_unref(base);
+	return 0;
+
+fail:
+	g_object_unref(base);
+	return -1;
+}
+
+/* An image watermark: overlay's top-left at (left, top), clipped to the base, its alpha (an
+ * opaque one added when missing) multiplied by opacity, composited over the base. The result
+ * has an alpha band, as in bimg. */
+int
+imgedge_composite(VipsImage *in, VipsImage *overlay, VipsImage **out, int left, int top,
+	double opacity)
+{
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 7);
+	VipsImage *x;
+
+	if (imgedge_to_srgb8(in, &t[0]) ||
+		imgedge_to_srgb8(overlay, &t[1]))
+		goto fail;
+
+	x = t[1];
+	if (!vips_image_hasalpha(x)) {
+		if (vips_bandjoin_const1(x, &t[2], 255.0, NULL))
+			goto fail;
+		x = t[2];
+	}
+	if (opacity < 1.0) {
+		double a[4] = { 1.0, 1.0, 1.0, opacity };
+		double b[4] = { 0.0, 0.0, 0.0, 0.0 };
+
+		if (vips_image_get_bands(x) != 4) {
+			vips_error("watermark", "unsupported number of bands %d",
+				vips_image_get_bands(x));
+			goto fail;
+		}
+		if (vips_linear(x, &t[3], a, b, 4, NULL) ||
+			vips_cast(t[3], &t[4], VIPS_FORMAT_UCHAR, NULL))
+			goto fail;
+		x = t[4];
+	}
+
+	if (vips_composite2(t[0], x, &t[5], VIPS_BLEND_MODE_OVER,
+			"x", left,
+			"y", top,
+			NULL))
+		goto fail;
+	x = t[5];
+	if (vips_image_get_format(x) != VIPS_FORMAT_UCHAR) {
+		if (vips_cast(x, &t[6], VIPS_FORMAT_UCHAR, NULL))
+			goto fail;
+		x = t[6];
+	}
+
+	g_object_ref(x);
+	*out = x;
+	g_object_unref(base);
+	return 0;
+
+fail:
+	g_object_unref(base);
+	return -1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Saving (bimg v1.1.7's settings, spec §8.3) */
+
+int
+imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int interlace, int strip)
+{
+	return vips_jpegsave_buffer(in, buf, len,
+		"Q", quality,
+		"optimize_coding", TRUE,
+		"interlace", IMGEDGE_BOOL(interlace),
+		IMGEDGE_STRIP(strip),
+		NULL);
+}
+
+int
+imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
+	int palette, int quality, int effort, int strip)
+{
+	return vips_pngsave_buffer(in, buf, len,
+		"compression", compression,
+		"interlace", IMGEDGE_BOOL(interlace),
+		"filter", (int) VIPS_FOREIGN_PNG_FILTER_ALL,
+		"palette", IMGEDGE_BOOL(palette),
+		"Q", quality,
+		"effort", effort,
+		IMGEDGE_STRIP(strip),
+		NULL);
+}
+
+int
+imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless, int strip)
+{
+	return vips_webpsave_buffer(in, buf, len,
+		"Q", quality,
+		"lossless", IMGEDGE_BOOL(lossless),
+		IMGEDGE_STRIP(strip),
+		NULL);
+}
+
+int
+imgedge_save_tiff(VipsImage *in, void **buf, size_t *len, int strip)
+{
+	return vips_tiffsave_buffer(in, buf, len, IMGEDGE_STRIP(strip), NULL);
+}
+
+int
+imgedge_save_gif(VipsImage *in, void **buf, size_t *len, int strip)
+{
+	return vips_gifsave_buffer(in, buf, len, IMGEDGE_STRIP(strip), NULL);
+}
+
+/* HEIC (HEVC) or AVIF (AV1), 8 bits per sample. */
+int
+imgedge_save_heif(VipsImage *in, void **buf, size_t *len, int quality, int av1, int lossless,
+	int strip)
+{
+	return vips_heifsave_buffer(in, buf, len,
+		"Q", quality,
+		"bitdepth", 8,
+		"lossless", IMGEDGE_BOOL(lossless),
+		"compression", (int) (av1 ? VIPS_FOREIGN_HEIF_COMPRESSION_AV1
+					  : VIPS_FOREIGN_HEIF_COMPRESSION_HEVC),
+		IMGEDGE_STRIP(strip),
+		NULL);
+}
+
+/* JPEG XL exists only in some libvips builds: look the saver up by name at run time rather
+ * than calling vips_jxlsave_buffer, which may not be linkable. */
+int
+imgedge_save_jxl(VipsImage *in, void **buf, size_t *len, int quality, int lossless, int strip)
+{
+	VipsBlob *blob = NULL;
+
+	if (!imgedge_operation_exists("jxlsave_buffer")) {
+		vips_error("jxlsave_buffer", "%s", "JPEG XL support is not compiled into libvips");
+		return -1;
+	}
+	if (vips_call("jxlsave_buffer", in, &blob,
+			"Q", quality,
+			"lossless", IMGEDGE_BOOL(lossless),
+			IMGEDGE_STRIP(strip),
+			NULL))
+		return -1;
+
+	/* The blob owns its memory: copy it into a g_malloc'd buffer like the other savers. */
+	{
+		VipsArea *area = VIPS_AREA(blob);
+
+		*len = area->length;
+		*buf = g_malloc(area->length > 0 ? area->length : 1);
+		memcpy(*buf, area->data, area->length);
+		vips_area_unref(area);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Test helpers */
+
+/* band 0 = 255 x / width, band 1 = 255 y / height, band 2 = 64, band 3 = 255 (opaque alpha).
+ * 1 band: band 0 only (B_W); 2 bands: band 0 + alpha (B_W). */
+int
+imgedge_test_image(int width, int height, int bands, VipsImage **out)
+{
+	VipsImage *base = vips_image_new();
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 6);
+	double a[2] = { 255.0 / width, 255.0 / height };
+	double b[2] = { 0.0, 0.0 };
+	VipsImage *x;
+
+	if (vips_xyz(&t[0], width, height, NULL) ||
+		vips_linear(t[0], &t[1], a, b, 2, NULL))
+		goto fail;
+
+	switch (bands) {
+	case 1:
+		if (vips_extract_band(t[1], &t[2], 0, NULL))
+			goto fail;
+		break;
+	case 2:
+		if (vips_extract_band(t[1], &t[3], 0, NULL) ||
+			vips_bandjoin_const1(t[3], &t[2], 255.0, NULL))
+			goto fail;
+		break;
+	case 3:
+		if (vips_bandjoin_const1(t[1], &t[2], 64.0, NULL))
+			goto fail;
+		break;
+	case 4: {
+		double c[2] = { 64.0, 255.0 };
+
+		if (vips_bandjoin_const(t[1], &t[2], c, 2, NULL))
+			goto fail;
+		break;
+	}
+	default:
+		vips_error("imgedge_test_image", "bad band count %d", bands);
+		goto fail;
+	}
+
+	if (vips_cast(t[2], &t[4], VIPS_FORMAT_UCHAR, NULL) ||
+		vips_copy(t[4], &t[5],
+			"interpretation",
+			(int) (bands <= 2 ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB),
+			NULL))
+		goto fail;
+	x = vips_image_copy_memory(t[5]);
+	if (!x)
+		goto fail;
+
+	*out = x;
+	g_object_unref(base);
+	return 0;
+
+fail:
+	g_object_unref(base);
+	return -1;
+}
+
+int
+imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max)
+{
+	double *vector;
+	int n, i;
+
+	if (vips_getpoint(in, &vector, &n, x, y, NULL))
+		return -1;
+	for (i = 0; i < n && i < max; i++)
+		values[i] = vector[i];
+	g_free(vector);
+	return n;
+}

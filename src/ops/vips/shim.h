@@ -1,0 +1,83 @@
+/* Fixed-signature wrappers over libvips' varargs API (see shim.c for why).
+ *
+ * Conventions, for every function that returns int: 0 = success, -1 = failure with the reason
+ * left in libvips' error buffer (read it with imgedge_error_take()). Output images are new
+ * references owned by the caller (g_object_unref); input images are only borrowed. Saved
+ * buffers are g_malloc'd and owned by the caller (g_free).
+ *
+ * The *_buffer loaders do NOT copy their input: the bytes must stay alive and unchanged until
+ * the last image derived from them has been unreffed.
+ */
+#ifndef IMGEDGE_SHIM_H
+#define IMGEDGE_SHIM_H
+
+#include <stddef.h>
+#include <vips/vips.h>
+
+/* Lifecycle and errors. */
+int imgedge_init(int concurrency);
+int imgedge_operation_exists(const char *nickname);
+char *imgedge_error_take(void);
+void imgedge_thread_shutdown(void);
+const char *imgedge_version(void);
+
+/* Loading. fail_on is a VipsFailOn value. */
+int imgedge_load(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out);
+int imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out);
+int imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on,
+	VipsImage **out);
+
+/* Metadata. */
+int imgedge_width(VipsImage *in);
+int imgedge_height(VipsImage *in);
+int imgedge_bands(VipsImage *in);
+int imgedge_band_format(VipsImage *in);
+const char *imgedge_interpretation(VipsImage *in);
+int imgedge_has_alpha(VipsImage *in);
+int imgedge_has_alpha_bimg(VipsImage *in);
+int imgedge_has_icc(VipsImage *in);
+int imgedge_exif_orientation(VipsImage *in);
+int imgedge_orientation(VipsImage *in);
+const char *imgedge_loader(VipsImage *in);
+
+/* Operations. */
+int imgedge_copy_memory(VipsImage *in, VipsImage **out);
+int imgedge_rot(VipsImage *in, VipsImage **out, int angle);
+int imgedge_flip(VipsImage *in, VipsImage **out, int vertical);
+int imgedge_autorot(VipsImage *in, VipsImage **out);
+int imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation);
+int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
+	int height);
+int imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
+	int extend, const double *background, int n);
+int imgedge_smartcrop(VipsImage *in, VipsImage **out, int width, int height);
+int imgedge_zoom(VipsImage *in, VipsImage **out, int xfac, int yfac);
+int imgedge_gaussblur(VipsImage *in, VipsImage **out, double sigma, double min_ampl);
+int imgedge_flatten(VipsImage *in, VipsImage **out, double r, double g, double b);
+int imgedge_colourspace(VipsImage *in, VipsImage **out, int bw);
+int imgedge_remove_icc(VipsImage *in, VipsImage **out);
+int imgedge_text_watermark(VipsImage *in, VipsImage **out, const char *text, const char *font,
+	int width, int dpi, int margin, double opacity, int replicate, const double *rgb);
+int imgedge_composite(VipsImage *in, VipsImage *overlay, VipsImage **out, int left, int top,
+	double opacity);
+
+/* Saving. */
+int imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int interlace,
+	int strip);
+int imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
+	int palette, int quality, int effort, int strip);
+int imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
+	int strip);
+int imgedge_save_tiff(VipsImage *in, void **buf, size_t *len, int strip);
+int imgedge_save_gif(VipsImage *in, void **buf, size_t *len, int strip);
+int imgedge_save_heif(VipsImage *in, void **buf, size_t *len, int quality, int av1,
+	int lossless, int strip);
+int imgedge_save_jxl(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
+	int strip);
+
+/* For tests: a deterministic gradient, and reading one pixel. */
+int imgedge_test_image(int width, int height, int bands, VipsImage **out);
+int imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max);
+
+#endif /* IMGEDGE_SHIM_H */

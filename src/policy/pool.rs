@@ -1,0 +1,92 @@
+//! The gate in front of the libvips worker pool.
+//!
+//! libvips work is CPU-bound and must never run on the async workers. At most `workers`
+//! transforms run at once (each on a blocking thread), at most `queue` more may wait; past that
+//! the request is refused at once with 503 + `Retry-After` instead of piling up memory.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::error::Error;
+
+pub struct Pool {
+    permits: Arc<Semaphore>,
+    waiting: AtomicUsize,
+    queue: usize,
+}
+
+impl Pool {
+    pub fn new(workers: usize, queue: usize) -> Self {
+        Pool {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
+    }
+
+    /// Runs `work` on a blocking thread once a worker is free.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(Error::Overloaded);
+                }
+                let acquired = self.permits.clone().acquire_owned().await;
+                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                acquired.map_err(|_| Error::Overloaded)?
+            }
+        };
+        // The permit moves into the closure: it is released when the work ends, even if the
+        // client went away and this future was dropped.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| Error::Message {
+            status: 500,
+            message: format!("image worker failed: {e}"),
+        })
+    }
+
+    /// Transforms waiting for a worker.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queue_answers_overloaded() {
+        let pool = Arc::new(Pool::new(1, 1));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let queued = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(|| 2).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(pool.waiting(), 1);
+        assert_eq!(pool.run(|| 3).await.unwrap_err(), Error::Overloaded);
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(queued.await.unwrap().unwrap(), 2);
+        assert_eq!(pool.run(|| 4).await.unwrap(), 4);
+    }
+}

@@ -1,0 +1,209 @@
+//! The client for `?url=` sources (spec §4.3): imaginary's semantics with its holes closed.
+//!
+//! Every hop is checked against `-allowed-origins` (redirects included), only http and https
+//! are fetched, DNS is resolved here and the connection goes to the very address resolved
+//! (pingora's `HttpPeer::new` would resolve with a blocking call and panic on failure), each
+//! phase has a timeout, and the body is streamed under a hard byte cap that never trusts
+//! `Content-Length`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use url::Url;
+
+use crate::error::Error;
+use crate::policy::origins::{not_allowed_message, OriginRules};
+
+const MAX_REDIRECTS: usize = 10;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct OriginClient {
+    connector: Connector,
+    rules: OriginRules,
+    /// Hard cap on a response body.
+    max_bytes: u64,
+}
+
+impl OriginClient {
+    pub fn new(rules: OriginRules, max_bytes: u64) -> Self {
+        OriginClient {
+            connector: Connector::new(None),
+            rules,
+            max_bytes,
+        }
+    }
+
+    /// Parses a `url` param the way imaginary accepts it: absolute http(s) URLs only
+    /// (FIX: imaginary hands any scheme to its client).
+    pub fn parse_url(raw: &str) -> Result<Url, Error> {
+        let url = Url::parse(raw).map_err(|_| Error::InvalidImageUrl)?;
+        match url.scheme() {
+            "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+            _ => Err(Error::InvalidImageUrl),
+        }
+    }
+
+    /// Fetches `url`, following redirects, sending `headers` (forwarded ones) on each hop.
+    pub async fn fetch(&self, url: Url, headers: &[(String, String)]) -> Result<Bytes, Error> {
+        match tokio::time::timeout(TOTAL_TIMEOUT, self.follow(url, headers)).await {
+            Ok(result) => result,
+            Err(_) => Err(fetch_error(format!(
+                "timed out after {}s",
+                TOTAL_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    async fn follow(&self, mut url: Url, headers: &[(String, String)]) -> Result<Bytes, Error> {
+        let first_host = url.host_str().map(str::to_owned);
+        for _ in 0..=MAX_REDIRECTS {
+            if !self.rules.allows(&url) {
+                return Err(Error::bad_request(not_allowed_message(&url)));
+            }
+            // Credentials never follow a redirect to another host (as Go's client does).
+            let same_host = url.host_str().map(str::to_owned) == first_host;
+            let hop_headers: Vec<&(String, String)> = headers
+                .iter()
+                .filter(|(n, _)| same_host || !n.eq_ignore_ascii_case("authorization"))
+                .collect();
+            match self.get(&url, &hop_headers).await? {
+                Hop::Body(bytes) => return Ok(bytes),
+                Hop::Redirect(location) => {
+                    url = url
+                        .join(&location)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https"))
+                        .ok_or_else(|| {
+                            fetch_error(format!("bad redirect location {location:?}"))
+                        })?;
+                }
+            }
+        }
+        Err(fetch_error(format!("stopped after {MAX_REDIRECTS} redirects")))
+    }
+
+    async fn get(&self, url: &Url, headers: &[&(String, String)]) -> Result<Hop, Error> {
+        let addr = resolve(url).await?;
+        let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+        let mut peer = HttpPeer::new(addr, url.scheme() == "https", host.to_string());
+        peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
+        peer.options.total_connection_timeout = Some(CONNECT_TIMEOUT);
+        peer.options.read_timeout = Some(READ_TIMEOUT);
+        peer.options.write_timeout = Some(READ_TIMEOUT);
+
+        let mut path = url.path().to_string();
+        if let Some(q) = url.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let mut req = RequestHeader::build("GET", path.as_bytes(), None).map_err(fetch_error)?;
+        let host_header = match url.port() {
+            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        req.insert_header("Host", host_header).map_err(fetch_error)?;
+        req.insert_header("User-Agent", concat!("imgedge/", env!("CARGO_PKG_VERSION")))
+            .map_err(fetch_error)?;
+        for (name, value) in headers {
+            req.insert_header(name.clone(), value.as_str()).map_err(fetch_error)?;
+        }
+
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(fetch_error)?;
+        session
+            .write_request_header(Box::new(req))
+            .await
+            .map_err(fetch_error)?;
+        session.finish_request_body().await.map_err(fetch_error)?;
+        session.read_response_header().await.map_err(fetch_error)?;
+        let resp = session
+            .response_header()
+            .ok_or_else(|| fetch_error("no response header"))?;
+        let status = resp.status.as_u16();
+
+        if matches!(status, 301 | 302 | 303 | 307 | 308) {
+            let location = resp
+                .headers
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| fetch_error(format!("redirect {status} without Location")))?;
+            return Ok(Hop::Redirect(location));
+        }
+        if status != 200 {
+            return Err(Error::Message {
+                status,
+                message: format!("error fetching remote http image: (status={status}) (url={url})"),
+            });
+        }
+        let declared = resp
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = declared.filter(|n| *n > self.max_bytes) {
+            return Err(self.too_large(n));
+        }
+
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(self.max_bytes) as usize);
+        while let Some(chunk) = session.read_response_body().await.map_err(|e| {
+            Error::bad_request(format!("unable to create image from response body: {url}: {e}"))
+        })? {
+            if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                return Err(self.too_large((body.len() + chunk.len()) as u64));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        // Keep the connection for the next fetch from this origin.
+        self.connector
+            .release_http_session(session, &peer, None)
+            .await;
+        Ok(Hop::Body(body.freeze()))
+    }
+
+    fn too_large(&self, n: u64) -> Error {
+        Error::bad_request(format!(
+            "Content-Length {n} exceeds maximum allowed {} bytes",
+            self.max_bytes
+        ))
+    }
+}
+
+enum Hop {
+    Body(Bytes),
+    Redirect(String),
+}
+
+/// Resolves the URL's host to one socket address, without blocking a worker thread.
+async fn resolve(url: &Url) -> Result<SocketAddr, Error> {
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host = match url.host() {
+        Some(url::Host::Ipv4(ip)) => return Ok(SocketAddr::new(ip.into(), port)),
+        Some(url::Host::Ipv6(ip)) => return Ok(SocketAddr::new(ip.into(), port)),
+        Some(url::Host::Domain(d)) => d.to_string(),
+        None => return Err(Error::InvalidImageUrl),
+    };
+    let lookup = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
+        .await
+        .map_err(|_| fetch_error(format!("resolving {host}: timed out")))?
+        .map_err(|e| fetch_error(format!("resolving {host}: {e}")))?;
+    let mut addrs: Vec<SocketAddr> = lookup.collect();
+    addrs.sort_by_key(|a| a.is_ipv6()); // prefer IPv4, as most origins are reachable there
+    addrs
+        .into_iter()
+        .next()
+        .ok_or_else(|| fetch_error(format!("resolving {host}: no address")))
+}
+
+fn fetch_error(e: impl std::fmt::Display) -> Error {
+    Error::bad_request(format!("error fetching remote http image: {e}"))
+}

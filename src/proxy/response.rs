@@ -1,0 +1,88 @@
+//! Step 8 of the lifecycle: what goes back to the client, and how it is written.
+//!
+//! Every generated response carries `Content-Length` (keep-alive clients hang without it) and
+//! goes through [`send`], so HEAD, CORS and server headers are handled in one place.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use crate::error::Error;
+
+/// A complete response, built before anything is written.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Reply {
+            status,
+            headers: vec![("Content-Type", content_type.to_string())],
+            body: body.into(),
+        }
+    }
+
+    pub fn json(status: u16, body: impl Into<Bytes>) -> Self {
+        Reply::new(status, "application/json", body)
+    }
+
+    /// imaginary's JSON error reply (spec §13).
+    pub fn error(e: &Error) -> Self {
+        let mut reply = Reply::json(e.status(), e.json());
+        if matches!(e, Error::Overloaded) {
+            reply.headers.push(("Retry-After", "1".to_string()));
+        }
+        reply
+    }
+
+    /// Go's mux 404 for unknown paths under a non-root prefix.
+    pub fn plain_not_found() -> Self {
+        Reply::new(404, "text/plain; charset=utf-8", "404 page not found\n")
+    }
+
+    pub fn redirect(location: String) -> Self {
+        let mut reply = Reply::new(301, "text/html; charset=utf-8", "");
+        reply.headers.push(("Location", location));
+        reply
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Adds `value` to the `Vary` header (merging, so CORS's `Origin` and negotiation's
+    /// `Accept` both stay: FIX of imaginary replacing one with the other).
+    pub fn vary(&mut self, value: &str) {
+        match self.headers.iter_mut().find(|(n, _)| *n == "Vary") {
+            Some((_, v)) if !v.split(", ").any(|x| x == value) => {
+                v.push_str(", ");
+                v.push_str(value);
+            }
+            Some(_) => {}
+            None => self.headers.push(("Vary", value.to_string())),
+        }
+    }
+}
+
+/// Writes `reply`; for HEAD only the headers (with the body's length). Returns body bytes sent.
+pub async fn send(session: &mut Session, reply: Reply, head: bool) -> pingora::Result<usize> {
+    let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+    for (name, value) in &reply.headers {
+        header.append_header(*name, value.as_str())?;
+    }
+    header.insert_header("Content-Length", reply.body.len().to_string())?;
+    header.insert_header("Server", concat!("imgedge/", env!("CARGO_PKG_VERSION")))?;
+    let len = reply.body.len();
+    if head || reply.body.is_empty() {
+        session.write_response_header(Box::new(header), true).await?;
+        return Ok(0);
+    }
+    session.write_response_header(Box::new(header), false).await?;
+    session.write_response_body(Some(reply.body), true).await?;
+    Ok(len)
+}

@@ -1,0 +1,86 @@
+//! The process as an operator sees it: flags, exit codes, signals.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{testdata, Imgedge};
+
+fn imgedge(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_imgedge"))
+        .args(args)
+        .env_remove("PORT")
+        .output()
+        .expect("run imgedge")
+}
+
+#[test]
+fn help_prints_usage_and_exits_1() {
+    let out = imgedge(&["-h"]);
+    assert_eq!(out.status.code(), Some(1));
+    let usage = String::from_utf8_lossy(&out.stderr);
+    for flag in ["-p <int>", "-mount <string>", "-enable-url-source", "-path-prefix"] {
+        assert!(usage.contains(flag), "{flag} missing from:\n{usage}");
+    }
+}
+
+#[test]
+fn version_prints_and_exits_1() {
+    let out = imgedge(&["-v"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn unknown_flags_and_bad_values_exit_2_with_usage() {
+    let out = imgedge(&["-no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("flag provided but not defined: -no-such-flag"), "{err}");
+    assert!(err.contains("-enable-url-source"));
+    let out = imgedge(&["-p", "eighty"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value \"eighty\" for flag -p"));
+}
+
+#[test]
+fn invalid_settings_exit_1_with_a_message() {
+    let out = imgedge(&["-mount", "/no/such/dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error while mounting directory"));
+    let out = imgedge(&["-mount", "/"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot mount root directory"));
+    let out = imgedge(&["-allowed-origins", "example.org"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-allowed-origins"));
+}
+
+#[test]
+fn port_env_overrides_the_flag() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
+        .args(["-a", "127.0.0.1", "-p", "1", "-grace-period", "0"])
+        .env("PORT", port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "not listening on PORT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn sigterm_and_sigint_stop_an_idle_server_quickly() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+        assert_eq!(s.get("/health").status, 200);
+        let took = s.stop_with(signal);
+        assert!(took < Duration::from_secs(8), "signal {signal} took {took:?}");
+    }
+}
