@@ -13,7 +13,14 @@ use imgedge::ops;
 use imgedge::proxy::Edge;
 
 fn main() {
-    let cfg = match config::parse(std::env::args().skip(1), &|k| std::env::var(k).ok()) {
+    // `docker run image imaginary -p 9000 …` passes the command name through: skip it so the
+    // flags after it are read (Go would stop at the first non-flag argument).
+    let args = std::env::args()
+        .skip(1)
+        .enumerate()
+        .filter(|(i, a)| !(*i == 0 && (a == "imaginary" || a == "imgedge")))
+        .map(|(_, a)| a);
+    let cfg = match config::parse(args, &|k| std::env::var(k).ok()) {
         Ok(Command::Serve(cfg)) => Arc::new(*cfg),
         Ok(Command::Help) => {
             eprint!("{}", config::usage());

@@ -91,7 +91,7 @@ fn resize_from_a_multipart_upload() {
 #[test]
 fn resize_from_an_origin_url() {
     let origin = Origin::start(vec![("/img/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
-    let s = Imgedge::start(&["-enable-url-source"]);
+    let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
     let url = enc(&origin.url("/img/scene.jpg"));
     let r = s.get(&format!("/resize?width=300&url={url}"));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -268,7 +268,7 @@ fn bad_and_failing_urls() {
         ("/moved.jpg", Resource::redirect("/scene.jpg")),
         ("/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg"))),
     ]);
-    let s = Imgedge::start(&["-enable-url-source"]);
+    let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
     for bad in ["ftp://example.org/a.jpg", "not a url", "file:///etc/passwd", "http://"] {
         assert_eq!(
             s.get(&format!("/resize?width=10&url={}", enc(bad))).error(400),
@@ -300,7 +300,7 @@ fn redirects_are_rechecked_against_allowed_origins() {
         Resource::redirect(&other.url("/scene.jpg")),
     )]);
     let allow = format!("http://{}/img/", allowed.addr);
-    let s = Imgedge::start(&["-enable-url-source", "-allowed-origins", &allow]);
+    let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins", "-allowed-origins", &allow]);
     let msg = s
         .get(&format!("/resize?width=10&url={}", enc(&allowed.url("/img/hop.jpg"))))
         .error(400);
@@ -324,7 +324,7 @@ fn sources_need_their_own_flag() {
     );
     assert_eq!(origin.total(), 0);
     // Only -enable-url-source: ?file= reads nothing (imaginary would read the CWD).
-    let s = Imgedge::start(&["-enable-url-source"]);
+    let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
     assert_eq!(
         s.get("/resize?width=10&file=testdata/scene.jpg").error(400),
         "Cannot process the image due to missing or invalid params"

@@ -2,6 +2,7 @@
 //! may reach, how much it may read, and how much work may run at once. Nothing here knows
 //! pixels or caches.
 
+pub mod address;
 pub mod mount;
 pub mod origins;
 pub mod pool;

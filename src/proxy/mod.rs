@@ -64,7 +64,7 @@ impl Edge {
         };
         Ok(Edge {
             pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
-            origin: OriginClient::new(rules, origin_cap),
+            origin: OriginClient::new(rules, origin_cap, cfg.allow_private_origins),
             started: Instant::now(),
             libvips,
             cfg,

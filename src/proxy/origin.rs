@@ -16,6 +16,7 @@ use pingora::upstreams::peer::HttpPeer;
 use url::Url;
 
 use crate::error::Error;
+use crate::policy::address;
 use crate::policy::origins::{not_allowed_message, OriginRules};
 
 const MAX_REDIRECTS: usize = 10;
@@ -28,14 +29,17 @@ pub struct OriginClient {
     rules: OriginRules,
     /// Hard cap on a response body.
     max_bytes: u64,
+    /// SSRF guard off: internal addresses may be fetched.
+    allow_internal: bool,
 }
 
 impl OriginClient {
-    pub fn new(rules: OriginRules, max_bytes: u64) -> Self {
+    pub fn new(rules: OriginRules, max_bytes: u64, allow_internal: bool) -> Self {
         OriginClient {
             connector: Connector::new(None),
             rules,
             max_bytes,
+            allow_internal,
         }
     }
 
@@ -89,7 +93,7 @@ impl OriginClient {
     }
 
     async fn get(&self, url: &Url, headers: &[&(String, String)]) -> Result<Hop, Error> {
-        let addr = resolve(url).await?;
+        let addr = resolve(url, self.allow_internal).await?;
         let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
         let mut peer = HttpPeer::new(addr, url.scheme() == "https", host.to_string());
         peer.options.connection_timeout = Some(CONNECT_TIMEOUT);
@@ -183,25 +187,42 @@ enum Hop {
     Redirect(String),
 }
 
-/// Resolves the URL's host to one socket address, without blocking a worker thread.
-async fn resolve(url: &Url) -> Result<SocketAddr, Error> {
+/// Resolves the URL's host to one socket address that the SSRF guard accepts, without
+/// blocking a worker thread. The caller connects to exactly this address.
+async fn resolve(url: &Url, allow_internal: bool) -> Result<SocketAddr, Error> {
     let port = url.port_or_known_default().unwrap_or(80);
-    let host = match url.host() {
-        Some(url::Host::Ipv4(ip)) => return Ok(SocketAddr::new(ip.into(), port)),
-        Some(url::Host::Ipv6(ip)) => return Ok(SocketAddr::new(ip.into(), port)),
-        Some(url::Host::Domain(d)) => d.to_string(),
+    let mut addrs: Vec<SocketAddr> = match url.host() {
+        // The WHATWG parser already turned `2130706433`, `0x7f.1` and friends into IPs.
+        Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
+        Some(url::Host::Domain(host)) => {
+            let lookup =
+                tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port)))
+                    .await
+                    .map_err(|_| fetch_error(format!("resolving {host}: timed out")))?
+                    .map_err(|e| fetch_error(format!("resolving {host}: {e}")))?;
+            lookup.collect()
+        }
         None => return Err(Error::InvalidImageUrl),
     };
-    let lookup = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host.as_str(), port)))
-        .await
-        .map_err(|_| fetch_error(format!("resolving {host}: timed out")))?
-        .map_err(|e| fetch_error(format!("resolving {host}: {e}")))?;
-    let mut addrs: Vec<SocketAddr> = lookup.collect();
+    if addrs.is_empty() {
+        return Err(fetch_error("resolving: no address"));
+    }
+    if !allow_internal {
+        // Every address must be public: a name with one public and one internal address could
+        // otherwise be steered to the internal one by whoever controls its DNS.
+        if addrs.iter().any(|a| address::is_internal(a.ip())) {
+            return Err(Error::Message {
+                status: 403,
+                message: format!(
+                    "not allowed remote URL origin: {} resolves to an internal address",
+                    url.host_str().unwrap_or_default()
+                ),
+            });
+        }
+    }
     addrs.sort_by_key(|a| a.is_ipv6()); // prefer IPv4, as most origins are reachable there
-    addrs
-        .into_iter()
-        .next()
-        .ok_or_else(|| fetch_error(format!("resolving {host}: no address")))
+    Ok(addrs[0])
 }
 
 fn fetch_error(e: impl std::fmt::Display) -> Error {
