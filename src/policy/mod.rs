@@ -6,3 +6,5 @@ pub mod address;
 pub mod mount;
 pub mod origins;
 pub mod pool;
+pub mod ratelimit;
+pub mod signature;

@@ -34,6 +34,8 @@ use crate::error::Error;
 use crate::ops::{self, Endpoint, OpError, Params, Plan};
 use crate::policy::origins::OriginRules;
 use crate::policy::pool::Pool;
+use crate::policy::ratelimit::RateLimit;
+use crate::policy::signature::Signer;
 use origin::OriginClient;
 use response::Reply;
 use route::Route;
@@ -44,6 +46,8 @@ pub struct Edge {
     cfg: Arc<Config>,
     pool: Arc<Pool>,
     origin: OriginClient,
+    signer: Option<Signer>,
+    rate_limit: Option<RateLimit>,
     started: Instant,
     libvips: String,
 }
@@ -65,6 +69,10 @@ impl Edge {
         Ok(Edge {
             pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
             origin: OriginClient::new(rules, origin_cap, cfg.allow_private_origins),
+            signer: cfg
+                .enable_url_signature
+                .then(|| Signer::new(&cfg.url_signature_key)),
+            rate_limit: RateLimit::new(cfg.concurrency, cfg.burst),
             started: Instant::now(),
             libvips,
             cfg,
@@ -99,6 +107,13 @@ impl Edge {
         if let Err(e) = self.admit(&method, image, session, &pairs, &path) {
             return Reply::error(&e);
         }
+        let limit_headers = match self.throttle(session) {
+            Ok(headers) => headers,
+            Err(refusal) => return refusal,
+        };
+        if route::is_disabled(&self.cfg.disabled_endpoints, &path) {
+            return Reply::error(&Error::NotImplemented);
+        }
 
         let mut reply = match route {
             Route::Index => admin::index(&self.libvips),
@@ -116,6 +131,7 @@ impl Edge {
             }
         }
         self.cache_headers(&mut reply, &method, &path);
+        reply.headers.extend(limit_headers);
         reply
     }
 
@@ -129,6 +145,12 @@ impl Edge {
         pairs: &[(String, String)],
         path: &str,
     ) -> Result<(), Error> {
+        if let Some(signer) = self.signer.as_ref().filter(|_| image) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            signer.verify(path, pairs, now)?;
+        }
         let get = method == Method::GET || method == Method::HEAD;
         if image && get && self.cfg.mount.is_none() && !self.cfg.enable_url_source {
             return Err(Error::GetMethodNotAllowed);
@@ -145,10 +167,34 @@ impl Edge {
                 return Err(Error::InvalidApiKey);
             }
         }
-        if route::is_disabled(&self.cfg.disabled_endpoints, path) {
-            return Err(Error::NotImplemented);
-        }
         Ok(())
+    }
+
+    /// The rate limit (spec §10.4): `X-RateLimit-*` headers for the response, or imaginary's
+    /// plain-text refusal.
+    fn throttle(&self, session: &Session) -> Result<Vec<(&'static str, String)>, Reply> {
+        let Some(limit) = &self.rate_limit else {
+            return Ok(Vec::new());
+        };
+        if self.cfg.burst < 0 {
+            return Err(Reply::new(
+                500,
+                "text/plain; charset=utf-8",
+                "throttle error: -burst must not be negative\n",
+            ));
+        }
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+        let verdict = limit.check(ip, Instant::now());
+        if verdict.allowed {
+            return Ok(verdict.headers);
+        }
+        let mut refusal = Reply::new(429, "text/plain; charset=utf-8", "limit exceeded\n")
+            .header("X-Content-Type-Options", "nosniff");
+        refusal.headers.extend(verdict.headers);
+        Err(refusal)
     }
 
     /// CORS pre-flight (FIX of imaginary issue #349, where OPTIONS met the method gate).

@@ -1,1 +1,1402 @@
-//! The libvips layer: a safe `Image` over a small C shim.
+//! The libvips layer: a safe [`Image`] over the small C shim in `shim.c`.
+//!
+//! Why a shim: libvips options are varargs, checked only at run time and renamed between
+//! releases (`strip` → `keep` in 8.15), so every call we make goes through a fixed-signature C
+//! wrapper compiled against the installed headers (like imgproxy's `vips.c`). This file declares
+//! those wrappers by hand and wraps them so the rest of `ops` never sees a raw pointer.
+//!
+//! Rules this layer enforces:
+//! * **One process-wide start-up**: [`init`] (idempotent; the first call wins). libvips' own
+//!   operation cache is switched off: caching is ours.
+//! * **Ownership**: an [`Image`] owns one reference to a `VipsImage` and drops it on `Drop`.
+//!   Images are lazy pipelines: pixels are computed only when saved or copied to memory.
+//! * **Input buffers outlive their images**: libvips' `*_buffer` loaders do *not* copy their
+//!   input, and every image derived from a loaded one may read from it until it is saved. So the
+//!   bytes are held in an `Arc<[u8]>` that every derived [`Image`] keeps a clone of; they are
+//!   freed only after the last image that may read them. Callers holding a `&[u8]` copy it once
+//!   into such an `Arc` (one `memcpy`, small next to decoding).
+//! * **Errors carry libvips' message**: libvips reports errors in one process-wide buffer; each
+//!   failing call reads and clears it atomically right away ([`VipsError`]). Under concurrent
+//!   failures two messages can end up in one error — the text is diagnostic, never parsed,
+//!   except for the "encode" test of spec §8.3.
+//! * **Sequential access**: images loaded with `access=sequential` can be read top to bottom
+//!   only once. [`Image::random_access`] renders them to memory before operations that need to
+//!   read out of order (rotations, smart crop); a failed save leaves such an image unusable, so
+//!   a retry must start again from the buffer.
+
+use std::ffi::{c_int, c_void, CStr, CString};
+use std::ptr::{self, NonNull};
+use std::sync::{Arc, Once};
+
+use super::format::ImageType;
+
+/// Opaque libvips image.
+#[repr(C)]
+pub struct VipsImage {
+    _private: [u8; 0],
+}
+
+mod ffi {
+    use super::VipsImage;
+    use std::ffi::{c_char, c_int, c_void};
+
+    // Declared by hand: only the shim's functions and the few plain GLib calls we need.
+    extern "C" {
+        pub fn imgedge_init(concurrency: c_int) -> c_int;
+        pub fn imgedge_operation_exists(nickname: *const c_char) -> c_int;
+        pub fn imgedge_error_take() -> *mut c_char;
+        pub fn imgedge_thread_shutdown();
+        pub fn imgedge_version() -> *const c_char;
+
+        pub fn imgedge_load(
+            buf: *const c_void,
+            len: usize,
+            sequential: c_int,
+            fail_on: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_load_jpeg(
+            buf: *const c_void,
+            len: usize,
+            shrink: c_int,
+            fail_on: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_thumbnail(
+            buf: *const c_void,
+            len: usize,
+            width: c_int,
+            height: c_int,
+            fail_on: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+
+        pub fn imgedge_width(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_height(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_bands(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_band_format(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_interpretation(im: *mut VipsImage) -> *const c_char;
+        pub fn imgedge_has_alpha(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_has_alpha_bimg(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_has_icc(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_exif_orientation(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_orientation(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_loader(im: *mut VipsImage) -> *const c_char;
+
+        pub fn imgedge_copy_memory(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
+        pub fn imgedge_rot(im: *mut VipsImage, out: *mut *mut VipsImage, angle: c_int) -> c_int;
+        pub fn imgedge_flip(im: *mut VipsImage, out: *mut *mut VipsImage, vertical: c_int)
+            -> c_int;
+        pub fn imgedge_autorot(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
+        pub fn imgedge_set_orientation(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            orientation: c_int,
+        ) -> c_int;
+        pub fn imgedge_resize(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            hscale: f64,
+            vscale: f64,
+        ) -> c_int;
+        pub fn imgedge_extract_area(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            left: c_int,
+            top: c_int,
+            width: c_int,
+            height: c_int,
+        ) -> c_int;
+        pub fn imgedge_embed(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            left: c_int,
+            top: c_int,
+            width: c_int,
+            height: c_int,
+            extend: c_int,
+            background: *const f64,
+            n: c_int,
+        ) -> c_int;
+        pub fn imgedge_smartcrop(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            width: c_int,
+            height: c_int,
+        ) -> c_int;
+        pub fn imgedge_zoom(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            xfac: c_int,
+            yfac: c_int,
+        ) -> c_int;
+        pub fn imgedge_gaussblur(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            sigma: f64,
+            min_ampl: f64,
+        ) -> c_int;
+        pub fn imgedge_flatten(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            r: f64,
+            g: f64,
+            b: f64,
+        ) -> c_int;
+        pub fn imgedge_colourspace(im: *mut VipsImage, out: *mut *mut VipsImage, bw: c_int)
+            -> c_int;
+        pub fn imgedge_remove_icc(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
+        pub fn imgedge_text_watermark(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            text: *const c_char,
+            font: *const c_char,
+            width: c_int,
+            dpi: c_int,
+            margin: c_int,
+            opacity: f64,
+            replicate: c_int,
+            rgb: *const f64,
+        ) -> c_int;
+        pub fn imgedge_composite(
+            im: *mut VipsImage,
+            overlay: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            left: c_int,
+            top: c_int,
+            opacity: f64,
+        ) -> c_int;
+
+        pub fn imgedge_save_jpeg(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            interlace: c_int,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_png(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            compression: c_int,
+            interlace: c_int,
+            palette: c_int,
+            quality: c_int,
+            effort: c_int,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_webp(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            lossless: c_int,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_tiff(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_gif(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_heif(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            av1: c_int,
+            lossless: c_int,
+            strip: c_int,
+        ) -> c_int;
+        pub fn imgedge_save_jxl(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            lossless: c_int,
+            strip: c_int,
+        ) -> c_int;
+
+        pub fn imgedge_test_image(
+            width: c_int,
+            height: c_int,
+            bands: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_getpoint(
+            im: *mut VipsImage,
+            x: c_int,
+            y: c_int,
+            values: *mut f64,
+            max: c_int,
+        ) -> c_int;
+
+        pub fn g_object_ref(object: *mut c_void) -> *mut c_void;
+        pub fn g_object_unref(object: *mut c_void);
+        pub fn g_free(mem: *mut c_void);
+    }
+}
+
+static INIT: Once = Once::new();
+
+/// Starts libvips once for the process (idempotent: the first call wins, later ones are no-ops).
+///
+/// `threads` is libvips' worker-thread count *per image* (0 → 1); the `VIPS_CONCURRENCY`
+/// environment variable overrides it, as in imaginary. Call it at start-up before any image
+/// work; [`Image`] constructors call it with 1 if nobody did.
+///
+/// # Panics
+/// If libvips cannot start (missing modules, broken install): nothing could work afterwards.
+pub fn init(threads: u32) {
+    INIT.call_once(|| {
+        let threads = threads.clamp(1, 1024) as c_int;
+        // SAFETY: plain C call; the Once serialises it.
+        if unsafe { ffi::imgedge_init(threads) } != 0 {
+            panic!("libvips failed to start: {}", take_error("vips_init"));
+        }
+    });
+}
+
+/// The libvips version string, e.g. `8.14.1`.
+pub fn version() -> String {
+    init(1);
+    // SAFETY: static string owned by libvips.
+    unsafe { CStr::from_ptr(ffi::imgedge_version()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Whether this libvips build has an operation, e.g. `jxlsave_buffer` or `heifsave_buffer`.
+pub fn has_operation(nickname: &str) -> bool {
+    init(1);
+    let Ok(name) = CString::new(nickname) else {
+        return false;
+    };
+    // SAFETY: valid NUL-terminated string.
+    unsafe { ffi::imgedge_operation_exists(name.as_ptr()) != 0 }
+}
+
+/// Frees libvips' per-thread buffers. Call when a worker thread is done with a request (bimg
+/// and imgproxy do the same), so idle blocking threads do not hold image memory.
+pub fn thread_shutdown() {
+    // SAFETY: always valid; libvips recreates the buffers on demand.
+    unsafe { ffi::imgedge_thread_shutdown() }
+}
+
+/// A libvips failure, with libvips' own message (trimmed, one line).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VipsError(String);
+
+impl VipsError {
+    pub fn new(message: impl Into<String>) -> Self {
+        VipsError(message.into())
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for VipsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VipsError {}
+
+/// Reads and clears libvips' error buffer. `context` names the call, used when the buffer is
+/// empty (another thread may have taken the text).
+fn take_error(context: &str) -> VipsError {
+    // SAFETY: returns a g_malloc'd copy (or NULL) that we free.
+    let text = unsafe {
+        let p = ffi::imgedge_error_take();
+        if p.is_null() {
+            String::new()
+        } else {
+            let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+            ffi::g_free(p as *mut c_void);
+            s
+        }
+    };
+    VipsError(clean_message(&text, context))
+}
+
+/// libvips' text is one line per message, each ending in `\n`: join them with spaces.
+fn clean_message(text: &str, context: &str) -> String {
+    let msg = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    if msg.is_empty() {
+        format!("{context}: libvips error")
+    } else {
+        msg
+    }
+}
+
+/// What a loader does with damaged input (libvips `VipsFailOn`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailOn {
+    /// Decode what can be decoded (imaginary's behaviour: a truncated JPEG still renders).
+    #[default]
+    None = 0,
+    Truncated = 1,
+    Error = 2,
+    Warning = 3,
+}
+
+/// How [`Image::load`] will be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Top to bottom, once: decoding streams through the pipeline with little memory.
+    Sequential,
+    /// Any order: the loader decodes the whole image up front when pixels are first needed.
+    Random,
+}
+
+/// Edge handling for [`Image::embed`] (libvips `VipsExtend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extend {
+    Black = 0,
+    Copy = 1,
+    Repeat = 2,
+    Mirror = 3,
+    White = 4,
+    Background = 5,
+}
+
+/// An encoder and its settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Saver {
+    Jpeg {
+        quality: u32,
+        interlace: bool,
+    },
+    Png {
+        compression: u32,
+        interlace: bool,
+        palette: bool,
+        quality: u32,
+        effort: u32,
+    },
+    Webp {
+        quality: u32,
+        lossless: bool,
+    },
+    Tiff,
+    Gif,
+    Heif {
+        quality: u32,
+        lossless: bool,
+    },
+    Avif {
+        quality: u32,
+        lossless: bool,
+    },
+    Jxl {
+        quality: u32,
+        lossless: bool,
+    },
+}
+
+impl Saver {
+    /// The format this saver writes.
+    pub fn format(&self) -> ImageType {
+        match self {
+            Saver::Jpeg { .. } => ImageType::Jpeg,
+            Saver::Png { .. } => ImageType::Png,
+            Saver::Webp { .. } => ImageType::Webp,
+            Saver::Tiff => ImageType::Tiff,
+            Saver::Gif => ImageType::Gif,
+            Saver::Heif { .. } => ImageType::Heif,
+            Saver::Avif { .. } => ImageType::Avif,
+            Saver::Jxl { .. } => ImageType::Jxl,
+        }
+    }
+
+    /// Whether this libvips build can write the format (JPEG XL, HEIF and GIF are optional
+    /// at libvips build time; the check is by operation name, at run time).
+    pub fn available(&self) -> bool {
+        match self {
+            Saver::Jpeg { .. } => has_operation("jpegsave_buffer"),
+            Saver::Png { .. } => has_operation("pngsave_buffer"),
+            Saver::Webp { .. } => has_operation("webpsave_buffer"),
+            Saver::Tiff => has_operation("tiffsave_buffer"),
+            Saver::Gif => has_operation("gifsave_buffer"),
+            Saver::Heif { .. } | Saver::Avif { .. } => has_operation("heifsave_buffer"),
+            Saver::Jxl { .. } => has_operation("jxlsave_buffer"),
+        }
+    }
+}
+
+/// A libvips image: one owned reference to a (lazy) `VipsImage`, plus the input buffers its
+/// pipeline may still read.
+pub struct Image {
+    ptr: NonNull<VipsImage>,
+    /// Buffers handed to `*_buffer` loaders somewhere upstream of this image. libvips reads them
+    /// without copying until the image is finalised: they must outlive `ptr` (dropped after it,
+    /// see `Drop`).
+    keep: Vec<Arc<[u8]>>,
+    /// Upstream of this image is a sequential loader not yet rendered to memory.
+    sequential: bool,
+}
+
+// SAFETY: a VipsImage is reference counted with atomic GObject refcounts and libvips images may
+// be used from any thread; `Image` is not `Sync`, so one image is never used by two threads at
+// once through the same handle. Metadata is only ever changed on fresh copies.
+unsafe impl Send for Image {}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference. `keep` is dropped after this, so the buffers outlive
+        // the image.
+        unsafe { ffi::g_object_unref(self.ptr.as_ptr() as *mut c_void) }
+    }
+}
+
+impl Clone for Image {
+    /// A new reference to the same image (no pixels are copied).
+    fn clone(&self) -> Self {
+        // SAFETY: ptr is a live GObject.
+        unsafe { ffi::g_object_ref(self.ptr.as_ptr() as *mut c_void) };
+        Image {
+            ptr: self.ptr,
+            keep: self.keep.clone(),
+            sequential: self.sequential,
+        }
+    }
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("width", &self.width())
+            .field("height", &self.height())
+            .field("bands", &self.bands())
+            .field("interpretation", &self.interpretation())
+            .field("sequential", &self.sequential)
+            .finish()
+    }
+}
+
+fn to_c(v: u32) -> c_int {
+    v.min(c_int::MAX as u32) as c_int
+}
+
+impl Image {
+    /// Wraps the result of a shim call that creates an image from a buffer.
+    fn from_load(
+        rc: c_int,
+        out: *mut VipsImage,
+        buf: Arc<[u8]>,
+        sequential: bool,
+        context: &str,
+    ) -> Result<Image, VipsError> {
+        if rc != 0 {
+            return Err(take_error(context));
+        }
+        let ptr = NonNull::new(out).ok_or_else(|| VipsError(format!("{context}: no image")))?;
+        Ok(Image {
+            ptr,
+            keep: vec![buf],
+            sequential,
+        })
+    }
+
+    /// Wraps the result of an operation on `self` (and possibly `other`).
+    fn derived(
+        &self,
+        other: Option<&Image>,
+        rc: c_int,
+        out: *mut VipsImage,
+        context: &str,
+    ) -> Result<Image, VipsError> {
+        if rc != 0 {
+            return Err(take_error(context));
+        }
+        let ptr = NonNull::new(out).ok_or_else(|| VipsError(format!("{context}: no image")))?;
+        let mut keep = self.keep.clone();
+        let mut sequential = self.sequential;
+        if let Some(o) = other {
+            for b in &o.keep {
+                if !keep.iter().any(|k| Arc::ptr_eq(k, b)) {
+                    keep.push(b.clone());
+                }
+            }
+            sequential |= o.sequential;
+        }
+        Ok(Image {
+            ptr,
+            keep,
+            sequential,
+        })
+    }
+
+    fn raw(&self) -> *mut VipsImage {
+        self.ptr.as_ptr()
+    }
+
+    /// Opens an image from encoded bytes (format detected by libvips). Only the header is read
+    /// now; pixels are decoded when needed.
+    pub fn load(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        let sequential = access == Access::Sequential;
+        // SAFETY: buf stays alive inside the returned Image (`keep`).
+        let rc = unsafe {
+            ffi::imgedge_load(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                sequential as c_int,
+                fail_on as c_int,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, sequential, "load")
+    }
+
+    /// Copies `bytes` and opens them (see [`Image::load`]).
+    pub fn load_bytes(bytes: &[u8], access: Access) -> Result<Image, VipsError> {
+        Image::load(Arc::from(bytes), access, FailOn::None)
+    }
+
+    /// Opens a JPEG decoded at 1/`shrink` size in the DCT domain (shrink ∈ 1, 2, 4, 8), read
+    /// sequentially: the cheapest way to a small image from a big JPEG.
+    pub fn load_jpeg_shrunk(
+        buf: Arc<[u8]>,
+        shrink: u32,
+        fail_on: FailOn,
+    ) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        // SAFETY: as in load.
+        let rc = unsafe {
+            ffi::imgedge_load_jpeg(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                to_c(shrink),
+                fail_on as c_int,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, true, "jpegload_buffer")
+    }
+
+    /// libvips' thumbnail from a buffer: shrink-on-load where the format allows, then resize to
+    /// exactly `width`×`height` (aspect not preserved: the caller did the fitting). Orientation
+    /// tags are not applied. The result is sequential.
+    pub fn thumbnail(
+        buf: Arc<[u8]>,
+        width: u32,
+        height: u32,
+        fail_on: FailOn,
+    ) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        // SAFETY: as in load.
+        let rc = unsafe {
+            ffi::imgedge_thumbnail(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                to_c(width.max(1)),
+                to_c(height.max(1)),
+                fail_on as c_int,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, true, "thumbnail_buffer")
+    }
+
+    /// A small in-memory test pattern: band 0 = 255·x/width, band 1 = 255·y/height, band 2 = 64,
+    /// band 3 = 255 (alpha); 1 or 2 bands are grey (+ alpha). For tests and benchmarks.
+    pub fn test_pattern(width: u32, height: u32, bands: u32) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        // SAFETY: plain C call.
+        let rc = unsafe { ffi::imgedge_test_image(to_c(width), to_c(height), to_c(bands), &mut out) };
+        if rc != 0 {
+            return Err(take_error("test_image"));
+        }
+        let ptr = NonNull::new(out).ok_or_else(|| VipsError::new("test_image: no image"))?;
+        Ok(Image {
+            ptr,
+            keep: Vec::new(),
+            sequential: false,
+        })
+    }
+
+    // ---- metadata ------------------------------------------------------------------------
+
+    pub fn width(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_width(self.raw()) }.max(0) as u32
+    }
+
+    pub fn height(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_height(self.raw()) }.max(0) as u32
+    }
+
+    pub fn bands(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_bands(self.raw()) }.max(0) as u32
+    }
+
+    /// libvips `VipsBandFormat` (0 = uchar, 2 = ushort, …).
+    pub fn band_format(&self) -> i32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_band_format(self.raw()) }
+    }
+
+    /// libvips' interpretation nickname: `srgb`, `b-w`, `cmyk`, `rgb16`, `grey16`, …
+    pub fn interpretation(&self) -> String {
+        // SAFETY: static string owned by GLib's enum class (or NULL).
+        unsafe {
+            let p = ffi::imgedge_interpretation(self.raw());
+            if p.is_null() {
+                String::from("unknown")
+            } else {
+                CStr::from_ptr(p).to_string_lossy().into_owned()
+            }
+        }
+    }
+
+    /// libvips' alpha test (used for processing).
+    pub fn has_alpha(&self) -> bool {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_has_alpha(self.raw()) != 0 }
+    }
+
+    /// bimg's alpha test: 2 bands B_W, 4 bands non-CMYK, 5 bands CMYK (spec §7 /info).
+    pub fn has_alpha_bimg(&self) -> bool {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_has_alpha_bimg(self.raw()) != 0 }
+    }
+
+    pub fn has_icc(&self) -> bool {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_has_icc(self.raw()) != 0 }
+    }
+
+    /// EXIF IFD0 Orientation as stored in the file (0 when absent), as bimg reports it.
+    pub fn exif_orientation(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_exif_orientation(self.raw()) }.clamp(0, 8) as u32
+    }
+
+    /// The orientation libvips honours: 1..=8, 1 when absent or reset.
+    pub fn orientation(&self) -> u32 {
+        // SAFETY: live image.
+        let o = unsafe { ffi::imgedge_orientation(self.raw()) };
+        if (1..=8).contains(&o) {
+            o as u32
+        } else {
+            1
+        }
+    }
+
+    /// The libvips loader that opened the image, e.g. `jpegload_buffer`.
+    pub fn loader(&self) -> Option<String> {
+        // SAFETY: string owned by the image's metadata, copied before returning.
+        unsafe {
+            let p = ffi::imgedge_loader(self.raw());
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+
+    /// Whether reading this image out of order would fail (see [`Image::random_access`]).
+    pub fn is_sequential(&self) -> bool {
+        self.sequential
+    }
+
+    /// One pixel's band values (decodes the image region; for tests).
+    pub fn pixel(&self, x: u32, y: u32) -> Result<Vec<f64>, VipsError> {
+        let mut values = [0f64; 16];
+        // SAFETY: values has room for 16 doubles, the shim writes at most `max`.
+        let n = unsafe {
+            ffi::imgedge_getpoint(self.raw(), to_c(x), to_c(y), values.as_mut_ptr(), 16)
+        };
+        if n < 0 {
+            return Err(take_error("getpoint"));
+        }
+        Ok(values[..(n as usize).min(16)].to_vec())
+    }
+
+    // ---- operations ----------------------------------------------------------------------
+
+    /// Renders the pipeline into memory so it can be read in any order. Free for images that
+    /// are not sequential.
+    pub fn random_access(&self) -> Result<Image, VipsError> {
+        if !self.sequential {
+            return Ok(self.clone());
+        }
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; out receives a new reference.
+        let rc = unsafe { ffi::imgedge_copy_memory(self.raw(), &mut out) };
+        let mut img = self.derived(None, rc, out, "copy_memory")?;
+        img.sequential = false;
+        // The pixels now live in libvips memory: the input buffers are no longer read.
+        img.keep.clear();
+        Ok(img)
+    }
+
+    /// Clockwise rotation by 0, 90, 180 or 270 degrees. Needs random access.
+    pub fn rotate(&self, angle: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_rot(self.raw(), &mut out, to_c(angle)) };
+        self.derived(None, rc, out, "rot")
+    }
+
+    /// Mirror: `vertical == false` swaps left and right, `true` top and bottom.
+    pub fn flip(&self, vertical: bool) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_flip(self.raw(), &mut out, vertical as c_int) };
+        self.derived(None, rc, out, "flip")
+    }
+
+    /// Applies the orientation tag and resets it (libvips autorot).
+    pub fn autorot(&self) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_autorot(self.raw(), &mut out) };
+        self.derived(None, rc, out, "autorot")
+    }
+
+    /// A copy whose orientation tag (written to EXIF on save) is `orientation`.
+    pub fn with_orientation(&self, orientation: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; the shim changes metadata on a fresh copy only.
+        let rc =
+            unsafe { ffi::imgedge_set_orientation(self.raw(), &mut out, to_c(orientation)) };
+        self.derived(None, rc, out, "set_orientation")
+    }
+
+    /// Scales by `hscale`×`vscale` (Lanczos3 down, bicubic up, alpha premultiplied).
+    pub fn resize(&self, hscale: f64, vscale: f64) -> Result<Image, VipsError> {
+        if !(hscale.is_finite() && vscale.is_finite() && hscale > 0.0 && vscale > 0.0) {
+            return Err(VipsError::new("resize: bad scale"));
+        }
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_resize(self.raw(), &mut out, hscale, vscale) };
+        self.derived(None, rc, out, "resize")
+    }
+
+    /// Resizes to exactly `width`×`height`. libvips rounds each axis; a ±1 px miss is cut or
+    /// edge-extended away so callers can rely on the size.
+    pub fn resize_to(&self, width: u32, height: u32) -> Result<Image, VipsError> {
+        let (w, h) = (width.max(1), height.max(1));
+        if (w, h) == (self.width(), self.height()) {
+            return Ok(self.clone());
+        }
+        let img = self.resize(
+            w as f64 / self.width().max(1) as f64,
+            h as f64 / self.height().max(1) as f64,
+        )?;
+        if (img.width(), img.height()) == (w, h) {
+            return Ok(img);
+        }
+        if img.width() >= w && img.height() >= h {
+            img.extract_area(0, 0, w, h)
+        } else {
+            img.embed(0, 0, w, h, Extend::Copy, &[])
+        }
+    }
+
+    pub fn extract_area(
+        &self,
+        left: u32,
+        top: u32,
+        width: u32,
+        height: u32,
+    ) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; libvips checks the bounds.
+        let rc = unsafe {
+            ffi::imgedge_extract_area(
+                self.raw(),
+                &mut out,
+                to_c(left),
+                to_c(top),
+                to_c(width),
+                to_c(height),
+            )
+        };
+        self.derived(None, rc, out, "extract_area")
+    }
+
+    /// Places the image at (`left`, `top`) — negative offsets cut it — on a `width`×`height`
+    /// canvas filled per `extend` (`background` values used with [`Extend::Background`]).
+    pub fn embed(
+        &self,
+        left: i32,
+        top: i32,
+        width: u32,
+        height: u32,
+        extend: Extend,
+        background: &[f64],
+    ) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; background is read for `n` values only.
+        let rc = unsafe {
+            ffi::imgedge_embed(
+                self.raw(),
+                &mut out,
+                left,
+                top,
+                to_c(width),
+                to_c(height),
+                extend as c_int,
+                if background.is_empty() {
+                    ptr::null()
+                } else {
+                    background.as_ptr()
+                },
+                background.len() as c_int,
+            )
+        };
+        self.derived(None, rc, out, "embed")
+    }
+
+    /// Attention-based smart crop to `width`×`height`. Needs random access.
+    pub fn smartcrop(&self, width: u32, height: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc =
+            unsafe { ffi::imgedge_smartcrop(self.raw(), &mut out, to_c(width), to_c(height)) };
+        self.derived(None, rc, out, "smartcrop")
+    }
+
+    /// Nearest-neighbour replication: every pixel becomes `xfac`×`yfac` pixels.
+    pub fn zoom(&self, xfac: u32, yfac: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_zoom(self.raw(), &mut out, to_c(xfac), to_c(yfac)) };
+        self.derived(None, rc, out, "zoom")
+    }
+
+    pub fn gaussblur(&self, sigma: f64, min_ampl: f64) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_gaussblur(self.raw(), &mut out, sigma, min_ampl) };
+        self.derived(None, rc, out, "gaussblur")
+    }
+
+    /// Removes the alpha band by compositing over the RGB colour.
+    pub fn flatten(&self, rgb: [u8; 3]) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe {
+            ffi::imgedge_flatten(
+                self.raw(),
+                &mut out,
+                rgb[0] as f64,
+                rgb[1] as f64,
+                rgb[2] as f64,
+            )
+        };
+        self.derived(None, rc, out, "flatten")
+    }
+
+    /// To sRGB, or to B_W when `grey`; images libvips cannot convert are returned unchanged.
+    pub fn colourspace(&self, grey: bool) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image.
+        let rc = unsafe { ffi::imgedge_colourspace(self.raw(), &mut out, grey as c_int) };
+        self.derived(None, rc, out, "colourspace")
+    }
+
+    /// A copy without the embedded ICC profile (pixels untouched).
+    pub fn without_icc(&self) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; metadata changed on a fresh copy.
+        let rc = unsafe { ffi::imgedge_remove_icc(self.raw(), &mut out) };
+        self.derived(None, rc, out, "remove_icc")
+    }
+
+    /// bimg's tiled text watermark (spec §7 /watermark); all values already resolved.
+    #[allow(clippy::too_many_arguments)]
+    pub fn text_watermark(
+        &self,
+        text: &str,
+        font: &str,
+        width: u32,
+        dpi: u32,
+        margin: u32,
+        opacity: f64,
+        replicate: bool,
+        rgb: [u8; 3],
+    ) -> Result<Image, VipsError> {
+        let text = CString::new(text).map_err(|_| VipsError::new("text: contains NUL"))?;
+        let font = CString::new(font).map_err(|_| VipsError::new("font: contains NUL"))?;
+        let rgb = [rgb[0] as f64, rgb[1] as f64, rgb[2] as f64];
+        let mut out = ptr::null_mut();
+        // SAFETY: live image, NUL-terminated strings and a 3-value array outliving the call.
+        let rc = unsafe {
+            ffi::imgedge_text_watermark(
+                self.raw(),
+                &mut out,
+                text.as_ptr(),
+                font.as_ptr(),
+                to_c(width),
+                to_c(dpi),
+                to_c(margin),
+                opacity,
+                replicate as c_int,
+                rgb.as_ptr(),
+            )
+        };
+        self.derived(None, rc, out, "watermark")
+    }
+
+    /// `overlay` composited over this image with its top-left at (`left`, `top`), its alpha
+    /// scaled by `opacity`; the result has an alpha band.
+    pub fn composite(
+        &self,
+        overlay: &Image,
+        left: i32,
+        top: i32,
+        opacity: f64,
+    ) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: both images live.
+        let rc = unsafe {
+            ffi::imgedge_composite(self.raw(), overlay.raw(), &mut out, left, top, opacity)
+        };
+        self.derived(Some(overlay), rc, out, "composite")
+    }
+
+    // ---- saving --------------------------------------------------------------------------
+
+    /// Encodes the image; `strip` drops all metadata (EXIF, XMP, IPTC, ICC).
+    pub fn save(&self, saver: &Saver, strip: bool) -> Result<Vec<u8>, VipsError> {
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len: usize = 0;
+        let im = self.raw();
+        let s = strip as c_int;
+        // SAFETY: live image; on success buf is a g_malloc'd block of len bytes we free below.
+        let (rc, context) = unsafe {
+            match *saver {
+                Saver::Jpeg { quality, interlace } => (
+                    ffi::imgedge_save_jpeg(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(quality),
+                        interlace as c_int,
+                        s,
+                    ),
+                    "jpegsave_buffer",
+                ),
+                Saver::Png {
+                    compression,
+                    interlace,
+                    palette,
+                    quality,
+                    effort,
+                } => (
+                    ffi::imgedge_save_png(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(compression),
+                        interlace as c_int,
+                        palette as c_int,
+                        to_c(quality),
+                        to_c(effort),
+                        s,
+                    ),
+                    "pngsave_buffer",
+                ),
+                Saver::Webp { quality, lossless } => (
+                    ffi::imgedge_save_webp(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(quality),
+                        lossless as c_int,
+                        s,
+                    ),
+                    "webpsave_buffer",
+                ),
+                Saver::Tiff => (
+                    ffi::imgedge_save_tiff(im, &mut buf, &mut len, s),
+                    "tiffsave_buffer",
+                ),
+                Saver::Gif => (
+                    ffi::imgedge_save_gif(im, &mut buf, &mut len, s),
+                    "gifsave_buffer",
+                ),
+                Saver::Heif { quality, lossless } => (
+                    ffi::imgedge_save_heif(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(quality),
+                        0,
+                        lossless as c_int,
+                        s,
+                    ),
+                    "heifsave_buffer",
+                ),
+                Saver::Avif { quality, lossless } => (
+                    ffi::imgedge_save_heif(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(quality),
+                        1,
+                        lossless as c_int,
+                        s,
+                    ),
+                    "heifsave_buffer",
+                ),
+                Saver::Jxl { quality, lossless } => (
+                    ffi::imgedge_save_jxl(
+                        im,
+                        &mut buf,
+                        &mut len,
+                        to_c(quality),
+                        lossless as c_int,
+                        s,
+                    ),
+                    "jxlsave_buffer",
+                ),
+            }
+        };
+        if rc != 0 {
+            return Err(take_error(context));
+        }
+        if buf.is_null() {
+            return Err(VipsError(format!("{context}: no output")));
+        }
+        // SAFETY: libvips gave us `len` readable bytes at `buf`, which we own.
+        let bytes = unsafe {
+            let v = std::slice::from_raw_parts(buf as *const u8, len).to_vec();
+            ffi::g_free(buf);
+            v
+        };
+        Ok(bytes)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Image>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg_of(img: &Image) -> Vec<u8> {
+        img.save(
+            &Saver::Jpeg {
+                quality: 90,
+                interlace: false,
+            },
+            false,
+        )
+        .unwrap()
+    }
+
+    fn decode(bytes: &[u8]) -> Image {
+        Image::load_bytes(bytes, Access::Random).unwrap()
+    }
+
+    #[test]
+    fn init_is_idempotent_and_reports_a_version() {
+        init(1);
+        init(4);
+        let v = version();
+        assert!(v.starts_with("8."), "{v}");
+        assert!(has_operation("jpegsave_buffer"));
+        assert!(!has_operation("no_such_operation_here"));
+    }
+
+    #[test]
+    fn test_pattern_has_the_requested_shape() {
+        for bands in 1..=4 {
+            let img = Image::test_pattern(40, 30, bands).unwrap();
+            assert_eq!((img.width(), img.height(), img.bands()), (40, 30, bands));
+            assert_eq!(img.has_alpha(), bands == 2 || bands == 4);
+            assert_eq!(img.has_alpha_bimg(), bands == 2 || bands == 4);
+        }
+        let img = Image::test_pattern(40, 30, 3).unwrap();
+        assert_eq!(img.interpretation(), "srgb");
+        let p = img.pixel(39, 0).unwrap();
+        assert!(p[0] > 240.0 && p[1] < 10.0 && (p[2] - 64.0).abs() < 0.5, "{p:?}");
+    }
+
+    #[test]
+    fn jpeg_round_trip_keeps_size_and_reports_loader() {
+        let img = Image::test_pattern(64, 48, 3).unwrap();
+        let bytes = jpeg_of(&img);
+        assert_eq!(&bytes[..3], &[0xff, 0xd8, 0xff]);
+        let back = decode(&bytes);
+        assert_eq!((back.width(), back.height(), back.bands()), (64, 48, 3));
+        assert_eq!(back.loader().as_deref(), Some("jpegload_buffer"));
+        assert_eq!(back.exif_orientation(), 0);
+        assert_eq!(back.orientation(), 1);
+    }
+
+    #[test]
+    fn orientation_tag_is_written_and_read_back() {
+        let img = Image::test_pattern(64, 48, 3)
+            .unwrap()
+            .with_orientation(6)
+            .unwrap();
+        let back = decode(&jpeg_of(&img));
+        assert_eq!(back.exif_orientation(), 6);
+        assert_eq!(back.orientation(), 6);
+        let upright = back.random_access().unwrap().autorot().unwrap();
+        assert_eq!((upright.width(), upright.height()), (48, 64));
+        assert_eq!(upright.orientation(), 1);
+        let again = decode(&jpeg_of(&upright));
+        assert_eq!(again.exif_orientation(), 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_with_libvips_text() {
+        let err = Image::load_bytes(b"definitely not an image", Access::Sequential).unwrap_err();
+        assert!(!err.message().is_empty());
+        assert!(!err.message().contains('\n'));
+        let err = Image::load_bytes(&[], Access::Random).unwrap_err();
+        assert!(!err.message().is_empty());
+    }
+
+    #[test]
+    fn truncated_jpeg_never_panics() {
+        let bytes = jpeg_of(&Image::test_pattern(64, 48, 3).unwrap());
+        for cut in [3, 20, 100, bytes.len() / 2, bytes.len() - 2] {
+            let r = Image::load_bytes(&bytes[..cut], Access::Sequential).and_then(|img| {
+                img.save(
+                    &Saver::Png {
+                        compression: 6,
+                        interlace: false,
+                        palette: false,
+                        quality: 75,
+                        effort: 7,
+                    },
+                    false,
+                )
+            });
+            // Either outcome is fine; it must not crash and errors must carry text.
+            if let Err(e) = r {
+                assert!(!e.message().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn extract_out_of_bounds_carries_libvips_message() {
+        let img = Image::test_pattern(20, 20, 3).unwrap();
+        let err = img.extract_area(10, 10, 20, 20).unwrap_err();
+        assert!(err.message().contains("extract_area"), "{err}");
+        assert!(err.message().contains("bad extract area"), "{err}");
+        // The buffer was cleared: a following success leaves no stale text behind.
+        assert!(img.extract_area(0, 0, 5, 5).is_ok());
+        let err2 = img.rotate(45).unwrap_err();
+        assert!(!err2.message().contains("extract_area"), "{err2}");
+    }
+
+    #[test]
+    fn rotate_flip_and_resize() {
+        let img = Image::test_pattern(40, 20, 3).unwrap();
+        let r = img.rotate(90).unwrap();
+        assert_eq!((r.width(), r.height()), (20, 40));
+        // After a clockwise quarter turn the old top-right corner (x high, y low) is bottom-right.
+        let p = r.pixel(19, 39).unwrap();
+        assert!(p[0] > 200.0 && p[1] < 20.0, "{p:?}");
+        let f = img.flip(false).unwrap();
+        assert!(f.pixel(0, 0).unwrap()[0] > 200.0);
+        let v = img.flip(true).unwrap();
+        assert!(v.pixel(0, 0).unwrap()[1] > 200.0);
+        for (w, h) in [(10, 5), (7, 3), (81, 41), (40, 5), (3, 60)] {
+            let s = img.resize_to(w, h).unwrap();
+            assert_eq!((s.width(), s.height()), (w, h));
+        }
+    }
+
+    #[test]
+    fn embed_extends_and_zoom_replicates() {
+        let img = Image::test_pattern(10, 10, 3).unwrap();
+        let e = img
+            .embed(5, 5, 20, 20, Extend::Background, &[255.0, 0.0, 0.0])
+            .unwrap();
+        assert_eq!((e.width(), e.height()), (20, 20));
+        assert_eq!(e.pixel(0, 0).unwrap(), vec![255.0, 0.0, 0.0]);
+        let w = img.embed(5, 5, 20, 20, Extend::White, &[]).unwrap();
+        assert_eq!(w.pixel(0, 0).unwrap(), vec![255.0, 255.0, 255.0]);
+        let z = img.zoom(3, 3).unwrap();
+        assert_eq!((z.width(), z.height()), (30, 30));
+        assert_eq!(z.pixel(29, 29).unwrap(), img.pixel(9, 9).unwrap());
+    }
+
+    #[test]
+    fn savers_produce_their_formats() {
+        let img = Image::test_pattern(32, 24, 3).unwrap();
+        let cases: Vec<(Saver, &[u8])> = vec![
+            (
+                Saver::Jpeg {
+                    quality: 75,
+                    interlace: true,
+                },
+                &[0xff, 0xd8],
+            ),
+            (
+                Saver::Png {
+                    compression: 6,
+                    interlace: true,
+                    palette: true,
+                    quality: 75,
+                    effort: 3,
+                },
+                &[0x89, b'P', b'N', b'G'],
+            ),
+            (
+                Saver::Webp {
+                    quality: 75,
+                    lossless: false,
+                },
+                b"RIFF",
+            ),
+            (Saver::Tiff, &[]),
+            (Saver::Gif, b"GIF8"),
+        ];
+        for (saver, magic) in cases {
+            let bytes = img.save(&saver, true).unwrap();
+            assert!(bytes.starts_with(magic), "{saver:?}");
+            let back = decode(&bytes);
+            assert_eq!((back.width(), back.height()), (32, 24), "{saver:?}");
+        }
+        for saver in [
+            Saver::Heif {
+                quality: 50,
+                lossless: false,
+            },
+            Saver::Avif {
+                quality: 50,
+                lossless: false,
+            },
+            Saver::Jxl {
+                quality: 75,
+                lossless: false,
+            },
+        ] {
+            if !saver.available() {
+                continue;
+            }
+            match img.save(&saver, true) {
+                Ok(bytes) => {
+                    let back = decode(&bytes);
+                    assert_eq!((back.width(), back.height()), (32, 24), "{saver:?}");
+                }
+                // An encoder plugin may be missing even when the saver exists.
+                Err(e) => assert!(!e.message().is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_quality_is_a_libvips_error() {
+        let img = Image::test_pattern(8, 8, 3).unwrap();
+        let err = img
+            .save(
+                &Saver::Jpeg {
+                    quality: 101,
+                    interlace: false,
+                },
+                false,
+            )
+            .unwrap_err();
+        assert!(!err.message().is_empty());
+    }
+
+    #[test]
+    fn sequential_images_become_random_access_on_demand() {
+        let bytes = jpeg_of(&Image::test_pattern(64, 48, 3).unwrap());
+        let img = Image::load_bytes(&bytes, Access::Sequential).unwrap();
+        assert!(img.is_sequential());
+        let mem = img.random_access().unwrap();
+        assert!(!mem.is_sequential());
+        let r = mem.rotate(270).unwrap().smartcrop(20, 20).unwrap();
+        assert_eq!((r.width(), r.height()), (20, 20));
+    }
+
+    #[test]
+    fn shrink_on_load_paths_hit_exact_sizes() {
+        let bytes = jpeg_of(&Image::test_pattern(640, 480, 3).unwrap());
+        let buf: Arc<[u8]> = Arc::from(&bytes[..]);
+        let j = Image::load_jpeg_shrunk(buf.clone(), 4, FailOn::None).unwrap();
+        assert_eq!((j.width(), j.height()), (160, 120));
+        let t = Image::thumbnail(buf.clone(), 101, 37, FailOn::None).unwrap();
+        assert_eq!((t.width(), t.height()), (101, 37));
+        drop(buf);
+        // The thumbnail still reads the input buffer: it must have been kept alive.
+        let out = t
+            .save(
+                &Saver::Png {
+                    compression: 1,
+                    interlace: false,
+                    palette: false,
+                    quality: 75,
+                    effort: 7,
+                },
+                false,
+            )
+            .unwrap();
+        assert_eq!(decode(&out).width(), 101);
+    }
+
+    #[test]
+    fn watermarks_keep_the_size() {
+        let img = Image::test_pattern(120, 80, 3).unwrap();
+        let t = img
+            .text_watermark("Hello", "sans 10", 20, 150, 20, 0.5, true, [255, 0, 0])
+            .unwrap();
+        assert_eq!((t.width(), t.height(), t.bands()), (120, 80, 3));
+        let t = img
+            .text_watermark("Hello", "sans 10", 500, 150, 500, 1.0, false, [0, 0, 0])
+            .unwrap();
+        assert_eq!((t.width(), t.height()), (120, 80));
+        let mark = Image::test_pattern(30, 30, 3).unwrap();
+        let c = img.composite(&mark, 100, 70, 0.5).unwrap();
+        assert_eq!((c.width(), c.height(), c.bands()), (120, 80, 4));
+        assert_eq!(c.band_format(), 0);
+        // Evaluate to be sure the pipelines run.
+        jpeg_of(&c.flatten([255, 255, 255]).unwrap());
+    }
+
+    #[test]
+    fn colourspace_flatten_blur_and_icc() {
+        let img = Image::test_pattern(16, 16, 4).unwrap();
+        let g = img.colourspace(true).unwrap();
+        assert_eq!(g.interpretation(), "b-w");
+        assert_eq!(g.bands(), 2);
+        let f = img.flatten([255, 255, 255]).unwrap();
+        assert_eq!(f.bands(), 3);
+        let b = img.gaussblur(2.0, 0.2).unwrap();
+        assert_eq!((b.width(), b.height()), (16, 16));
+        assert!(!img.without_icc().unwrap().has_icc());
+    }
+
+    #[test]
+    fn clean_message_joins_lines() {
+        assert_eq!(clean_message("a: x\nb: y\n", "c"), "a: x b: y");
+        assert_eq!(clean_message("\n  \n", "ctx"), "ctx: libvips error");
+    }
+}
