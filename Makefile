@@ -8,7 +8,7 @@ PORT ?= 8088
 CARGO ?= cargo
 # libvips with its loaders/savers, pkg-config + a C compiler for the shim, cmake/clang for
 # crates that build C, fonts for text watermarks.
-APT_PACKAGES := libvips-dev pkg-config build-essential cmake clang fonts-dejavu-core
+APT_PACKAGES := libvips-dev pkg-config build-essential cmake clang fonts-dejavu-core curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps build run test bench clean

@@ -82,10 +82,17 @@ fn main() {
     };
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge);
     let addr = cfg.listen.to_string();
+    // TLS only when both files are given, as imaginary does; HTTP/2 is offered through ALPN.
     if !cfg.certfile.is_empty() && !cfg.keyfile.is_empty() {
-        if let Err(e) = service.add_tls(&addr, &cfg.certfile, &cfg.keyfile) {
-            eprintln!("listen: {e}");
-            std::process::exit(1);
+        match pingora::listeners::tls::TlsSettings::intermediate(&cfg.certfile, &cfg.keyfile) {
+            Ok(mut tls) => {
+                tls.enable_h2();
+                service.add_tls_with_settings(&addr, None, tls);
+            }
+            Err(e) => {
+                eprintln!("listen: {e}");
+                std::process::exit(1);
+            }
         }
     } else {
         service.add_tcp(&addr);

@@ -95,3 +95,115 @@ fn oversized_bodies_are_refused_without_reading_them_all() {
         .error(400);
     assert_eq!(msg, "Content-Length 300000 exceeds maximum allowed 1000 bytes");
 }
+
+const SIGN_KEY: &str = "4f46feebafc4b5e988f131c4ff8b5997";
+
+fn signed(path: &str, query: &str) -> String {
+    let pairs = imgedge::proxy::query::pairs(query);
+    let sign = imgedge::policy::signature::Signer::new(SIGN_KEY).sign(path, &pairs);
+    format!("{path}?{query}&sign={sign}")
+}
+
+#[test]
+fn url_signatures_are_required_and_checked() {
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-enable-url-signature",
+        "-url-signature-key",
+        SIGN_KEY,
+    ]);
+    let good = signed("/resize", "width=300&file=scene.jpg");
+    assert_eq!(s.get(&good).size(), (300, 200));
+    // Reordered params keep the signature valid (it covers the canonical query).
+    let sign = good.rsplit("sign=").next().unwrap();
+    assert_eq!(s.get(&format!("/resize?file=scene.jpg&sign={sign}&width=300")).status, 200);
+    for tampered in [
+        format!("/resize?width=301&file=scene.jpg&sign={sign}"),
+        format!("/resize?width=300&width=300&file=scene.jpg&sign={sign}"),
+        format!("/crop?width=300&file=scene.jpg&sign={sign}"),
+        "/resize?width=300&file=scene.jpg".to_string(),
+    ] {
+        assert_eq!(s.get(&tampered).error(403), "URL signature mismatch", "{tampered}");
+    }
+    assert_eq!(
+        s.get("/resize?width=300&file=scene.jpg&sign=abc%3D").error(400),
+        "Invalid URL signature"
+    );
+    // POST is signed too; public routes are not.
+    assert_eq!(s.post("/resize?width=300", "image/jpeg", &sample("scene.jpg")).status, 403);
+    assert_eq!(s.get("/health").status, 200);
+    // An expired signed URL is refused even with a valid signature.
+    let expired = signed("/resize", "width=300&file=scene.jpg&expires=1000");
+    assert_eq!(s.get(&expired).error(403), "URL signature expired");
+}
+
+#[test]
+fn rate_limit_answers_429_per_client() {
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-concurrency",
+        "1",
+        "-burst",
+        "2",
+    ]);
+    let first = s.get("/health");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-ratelimit-limit"), Some("3"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("2"));
+    let statuses: Vec<u16> = (0..4).map(|_| s.get("/health").status).collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let refused = (0..3).map(|_| s.get("/health")).find(|r| r.status == 429).unwrap();
+    assert_eq!(refused.body, b"limit exceeded\n");
+    assert_eq!(refused.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert!(refused.header("retry-after").is_some());
+}
+
+#[test]
+fn api_key_is_checked_in_header_or_query() {
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-key", "s3cret"]);
+    assert_eq!(s.get("/resize?width=300&file=scene.jpg").error(401), "Invalid or missing API key");
+    assert_eq!(s.get("/resize?width=300&file=scene.jpg&key=wrong").status, 401);
+    assert_eq!(s.get("/resize?width=300&file=scene.jpg&key=s3cret").status, 200);
+    let r = common::request(
+        "GET",
+        &s.url("/resize?width=300&file=scene.jpg"),
+        &[("API-Key", "s3cret")],
+        None,
+    );
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn tls_serves_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (installed by the Makefile)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-certfile",
+        cert.to_str().unwrap(),
+        "-keyfile",
+        key.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("out.jpg");
+    let curl = std::process::Command::new("curl")
+        .args(["-sk", "--http2", "-w", "%{http_version} %{http_code} %{content_type}", "-o"])
+        .arg(&out)
+        .arg(format!("https://127.0.0.1:{}/resize?width=300&file=scene.jpg", s.addr.port()))
+        .output()
+        .expect("curl (installed by the Makefile)");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 200 image/jpeg");
+    let size = imagesize::size(&out).unwrap();
+    assert_eq!((size.width, size.height), (300, 200));
+}
