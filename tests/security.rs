@@ -83,7 +83,11 @@ fn oversized_bodies_are_refused_without_reading_them_all() {
     let r = s.post("/resize?width=10", "image/jpeg", &big);
     assert_eq!(r.status, 413);
     assert!(r.json()["message"].as_str().unwrap().contains("100000"));
-    let origin = Origin::start(vec![("/big.jpg", Resource::ok("image/jpeg", big))]);
+    // tiny_http declares Content-Length up to 32 KiB and streams chunked above it: both paths.
+    let origin = Origin::start(vec![
+        ("/declared.jpg", Resource::ok("image/jpeg", vec![0xff; 20_000])),
+        ("/chunked.jpg", Resource::ok("image/jpeg", big)),
+    ]);
     let s = Imgedge::start(&[
         "-enable-url-source",
         "-allow-private-origins",
@@ -91,15 +95,19 @@ fn oversized_bodies_are_refused_without_reading_them_all() {
         "1000",
     ]);
     let msg = s
-        .get(&format!("/resize?width=10&url={}", enc(&origin.url("/big.jpg"))))
+        .get(&format!("/resize?width=10&url={}", enc(&origin.url("/declared.jpg"))))
         .error(400);
-    assert_eq!(msg, "Content-Length 300000 exceeds maximum allowed 1000 bytes");
+    assert_eq!(msg, "Content-Length 20000 exceeds maximum allowed 1000 bytes");
+    let msg = s
+        .get(&format!("/resize?width=10&url={}", enc(&origin.url("/chunked.jpg"))))
+        .error(400);
+    assert_eq!(msg, "image body from origin exceeds maximum allowed 1000 bytes");
 }
 
 const SIGN_KEY: &str = "4f46feebafc4b5e988f131c4ff8b5997";
 
 fn signed(path: &str, query: &str) -> String {
-    let pairs = imgedge::proxy::query::pairs(query);
+    let pairs = imgedge::ops::params::query_pairs(query);
     let sign = imgedge::policy::signature::Signer::new(SIGN_KEY).sign(path, &pairs);
     format!("{path}?{query}&sign={sign}")
 }

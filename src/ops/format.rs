@@ -75,6 +75,8 @@ pub enum TypeParam {
 /// Parses the `type` param: `""` → `Ok(None)` (keep the input format), exactly-lower-case
 /// `auto` → [`TypeParam::Auto`], a known format name in any case → [`TypeParam::Fixed`],
 /// anything else (`jpg`, `AUTO`, `bmp`…) → `Err(())` (400 `Unsupported output image format`).
+// The error carries nothing: every caller maps it to one fixed imaginary error.
+#[allow(clippy::result_unit_err)]
 pub fn parse_type(s: &str) -> Result<Option<TypeParam>, ()> {
     if s.is_empty() {
         return Ok(None);
@@ -187,7 +189,11 @@ fn iso_bmff_image(buf: &[u8]) -> Option<ImageType> {
     if is_one_of(major, &GENERIC_HEIF_BRANDS) {
         // Early AVIF encoders wrote major brand `mif1` with `avif` among the compatible ones.
         let avif_inside = compatible.iter().any(|b| is_one_of(b, &AVIF_BRANDS));
-        return Some(if avif_inside { ImageType::Avif } else { ImageType::Heif });
+        return Some(if avif_inside {
+            ImageType::Avif
+        } else {
+            ImageType::Heif
+        });
     }
     if is_one_of(major, &HEIF_BRANDS) {
         return Some(ImageType::Heif);
@@ -323,7 +329,8 @@ fn trim_end_ws(text: &[u8]) -> &[u8] {
 
 fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -376,7 +383,8 @@ fn q_value<'a>(params: impl Iterator<Item = &'a str>) -> f64 {
         }
         let value = value.trim();
         // RFC 9110 qvalue: digits and one dot. Rejecting other forms keeps `inf`/`nan` out.
-        let well_formed = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let well_formed =
+            !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit() || b == b'.');
         return match value.parse::<f64>() {
             Ok(q) if well_formed => q.clamp(0.0, 1.0),
             _ => 1.0,
@@ -464,22 +472,51 @@ mod tests {
 
     #[test]
     fn format_names_are_case_insensitive() {
-        assert_eq!(parse_type("JPEG"), Ok(Some(TypeParam::Fixed(ImageType::Jpeg))));
-        assert_eq!(parse_type("WebP"), Ok(Some(TypeParam::Fixed(ImageType::Webp))));
-        assert_eq!(parse_type("Svg"), Ok(Some(TypeParam::Fixed(ImageType::Svg))));
-        assert_eq!(parse_type("PDF"), Ok(Some(TypeParam::Fixed(ImageType::Pdf))));
+        assert_eq!(
+            parse_type("JPEG"),
+            Ok(Some(TypeParam::Fixed(ImageType::Jpeg)))
+        );
+        assert_eq!(
+            parse_type("WebP"),
+            Ok(Some(TypeParam::Fixed(ImageType::Webp)))
+        );
+        assert_eq!(
+            parse_type("Svg"),
+            Ok(Some(TypeParam::Fixed(ImageType::Svg)))
+        );
+        assert_eq!(
+            parse_type("PDF"),
+            Ok(Some(TypeParam::Fixed(ImageType::Pdf)))
+        );
     }
 
     #[test]
     fn fix_heif_avif_jxl_are_output_names() {
-        assert_eq!(parse_type("HEIF"), Ok(Some(TypeParam::Fixed(ImageType::Heif))));
-        assert_eq!(parse_type("avif"), Ok(Some(TypeParam::Fixed(ImageType::Avif))));
-        assert_eq!(parse_type("JXL"), Ok(Some(TypeParam::Fixed(ImageType::Jxl))));
+        assert_eq!(
+            parse_type("HEIF"),
+            Ok(Some(TypeParam::Fixed(ImageType::Heif)))
+        );
+        assert_eq!(
+            parse_type("avif"),
+            Ok(Some(TypeParam::Fixed(ImageType::Avif)))
+        );
+        assert_eq!(
+            parse_type("JXL"),
+            Ok(Some(TypeParam::Fixed(ImageType::Jxl)))
+        );
     }
 
     #[test]
     fn unknown_type_names_are_errors() {
-        for bad in ["jpg", "bmp", " jpeg", "jpeg ", "image/jpeg", "heic", "magick"] {
+        for bad in [
+            "jpg",
+            "bmp",
+            " jpeg",
+            "jpeg ",
+            "image/jpeg",
+            "heic",
+            "magick",
+        ] {
             assert_eq!(parse_type(bad), Err(()), "{bad:?}");
         }
     }
@@ -489,7 +526,10 @@ mod tests {
     #[test]
     fn sniffs_jpeg_png_gif_pdf() {
         assert_eq!(sniff(b"\xFF\xD8\xFF\xE0\0\x10JFIF"), Some(ImageType::Jpeg));
-        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some(ImageType::Png));
+        assert_eq!(
+            sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Some(ImageType::Png)
+        );
         assert_eq!(sniff(b"GIF87a\x01\0\x01\0"), Some(ImageType::Gif));
         assert_eq!(sniff(b"GIF89a\x01\0\x01\0"), Some(ImageType::Gif));
         assert_eq!(sniff(b"%PDF-1.7\n%\xE2\xE3\xCF\xD3"), Some(ImageType::Pdf));
@@ -497,7 +537,10 @@ mod tests {
 
     #[test]
     fn sniffs_webp_only_with_a_vp8_chunk() {
-        assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8 \x18\0\0\0"), Some(ImageType::Webp));
+        assert_eq!(
+            sniff(b"RIFF\x24\0\0\0WEBPVP8 \x18\0\0\0"),
+            Some(ImageType::Webp)
+        );
         assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8L"), Some(ImageType::Webp));
         assert_eq!(sniff(b"RIFF\x24\0\0\0WEBPVP8X"), Some(ImageType::Webp));
         assert_eq!(sniff(b"RIFF\x24\0\0\0WAVEfmt "), None);
@@ -528,9 +571,18 @@ mod tests {
 
     #[test]
     fn sniffs_heic_as_imaginary_does() {
-        assert_eq!(sniff(&ftyp(b"heic", &[b"mif1", b"heic"])), Some(ImageType::Heif));
-        assert_eq!(sniff(&ftyp(b"mif1", &[b"mif1", b"heic"])), Some(ImageType::Heif));
-        assert_eq!(sniff(&ftyp(b"msf1", &[b"msf1", b"heic"])), Some(ImageType::Heif));
+        assert_eq!(
+            sniff(&ftyp(b"heic", &[b"mif1", b"heic"])),
+            Some(ImageType::Heif)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"mif1", &[b"mif1", b"heic"])),
+            Some(ImageType::Heif)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"msf1", &[b"msf1", b"heic"])),
+            Some(ImageType::Heif)
+        );
     }
 
     #[test]
@@ -542,10 +594,19 @@ mod tests {
 
     #[test]
     fn fix_sniffs_avif() {
-        assert_eq!(sniff(&ftyp(b"avif", &[b"avif", b"mif1", b"miaf"])), Some(ImageType::Avif));
-        assert_eq!(sniff(&ftyp(b"avis", &[b"avis", b"msf1"])), Some(ImageType::Avif));
+        assert_eq!(
+            sniff(&ftyp(b"avif", &[b"avif", b"mif1", b"miaf"])),
+            Some(ImageType::Avif)
+        );
+        assert_eq!(
+            sniff(&ftyp(b"avis", &[b"avis", b"msf1"])),
+            Some(ImageType::Avif)
+        );
         // Early encoders: generic major brand, `avif` among the compatible brands.
-        assert_eq!(sniff(&ftyp(b"mif1", &[b"avif", b"miaf"])), Some(ImageType::Avif));
+        assert_eq!(
+            sniff(&ftyp(b"mif1", &[b"avif", b"miaf"])),
+            Some(ImageType::Avif)
+        );
     }
 
     #[test]
@@ -570,7 +631,10 @@ mod tests {
     #[test]
     fn sniffs_jpeg_xl() {
         assert_eq!(sniff(b"\xFF\x0A\xFA\x7F\x01"), Some(ImageType::Jxl));
-        assert_eq!(sniff(b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14ftypjxl "), Some(ImageType::Jxl));
+        assert_eq!(
+            sniff(b"\0\0\0\x0cJXL \r\n\x87\n\0\0\0\x14ftypjxl "),
+            Some(ImageType::Jxl)
+        );
     }
 
     #[test]
@@ -605,9 +669,13 @@ mod tests {
 
     #[test]
     fn sniffs_plain_svg() {
-        let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>"#;
+        let svg =
+            br#"<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect/></svg>"#;
         assert_eq!(sniff(svg), Some(ImageType::Svg));
-        assert_eq!(sniff(b"\n  <SVG width=\"1\"></SVG>\n\n"), Some(ImageType::Svg));
+        assert_eq!(
+            sniff(b"\n  <SVG width=\"1\"></SVG>\n\n"),
+            Some(ImageType::Svg)
+        );
     }
 
     #[test]
@@ -618,9 +686,18 @@ mod tests {
 
     #[test]
     fn quirk_any_xml_counts_as_svg() {
-        assert_eq!(sniff(b"<?xml version=\"1.0\"?><svg></svg>"), Some(ImageType::Svg));
-        assert_eq!(sniff(b"<?xml version=\"1.0\"?><feed></feed>"), Some(ImageType::Svg));
-        assert_eq!(sniff(b"\r\n <?xml version=\"1.0\"?><a/>"), Some(ImageType::Svg));
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?><svg></svg>"),
+            Some(ImageType::Svg)
+        );
+        assert_eq!(
+            sniff(b"<?xml version=\"1.0\"?><feed></feed>"),
+            Some(ImageType::Svg)
+        );
+        assert_eq!(
+            sniff(b"\r\n <?xml version=\"1.0\"?><a/>"),
+            Some(ImageType::Svg)
+        );
     }
 
     #[test]
@@ -666,7 +743,10 @@ mod tests {
 
     #[test]
     fn unterminated_comments_and_tags_do_not_panic() {
-        assert_eq!(sniff(b"<svg><!-- never closed </svg>"), Some(ImageType::Svg));
+        assert_eq!(
+            sniff(b"<svg><!-- never closed </svg>"),
+            Some(ImageType::Svg)
+        );
         assert_eq!(sniff(b"<?xml never closed"), Some(ImageType::Svg));
         assert_eq!(sniff(b"<!doctype svg never closed"), None);
         assert_eq!(sniff(b"<svg never closed........"), None);
@@ -682,9 +762,18 @@ mod tests {
 
     #[test]
     fn first_listed_candidate_wins_without_q_values() {
-        assert_eq!(negotiate(Some("image/png, image/webp")), Some(ImageType::Png));
-        assert_eq!(negotiate(Some("image/avif,image/webp,*/*")), Some(ImageType::Webp));
-        assert_eq!(negotiate(Some("text/html, IMAGE/JPEG ;charset=x")), Some(ImageType::Jpeg));
+        assert_eq!(
+            negotiate(Some("image/png, image/webp")),
+            Some(ImageType::Png)
+        );
+        assert_eq!(
+            negotiate(Some("image/avif,image/webp,*/*")),
+            Some(ImageType::Webp)
+        );
+        assert_eq!(
+            negotiate(Some("text/html, IMAGE/JPEG ;charset=x")),
+            Some(ImageType::Jpeg)
+        );
     }
 
     #[test]
@@ -695,26 +784,96 @@ mod tests {
 
     #[test]
     fn fix_q_values_are_honoured() {
-        assert_eq!(negotiate(Some("image/webp;q=0.5, image/png")), Some(ImageType::Png));
-        assert_eq!(negotiate(Some("image/webp;q=0, image/jpeg;q=0.1")), Some(ImageType::Jpeg));
+        assert_eq!(
+            negotiate(Some("image/webp;q=0.5, image/png")),
+            Some(ImageType::Png)
+        );
+        assert_eq!(
+            negotiate(Some("image/webp;q=0, image/jpeg;q=0.1")),
+            Some(ImageType::Jpeg)
+        );
         assert_eq!(negotiate(Some("image/webp;q=0")), None);
-        assert_eq!(negotiate(Some("image/png; Q = 0.8, image/webp;q=0.9")), Some(ImageType::Webp));
+        assert_eq!(
+            negotiate(Some("image/png; Q = 0.8, image/webp;q=0.9")),
+            Some(ImageType::Webp)
+        );
     }
 
     #[test]
     fn q_ties_go_to_the_first_listed() {
-        assert_eq!(negotiate(Some("image/jpeg;q=0.8, image/webp;q=0.8")), Some(ImageType::Jpeg));
+        assert_eq!(
+            negotiate(Some("image/jpeg;q=0.8, image/webp;q=0.8")),
+            Some(ImageType::Jpeg)
+        );
     }
 
     #[test]
     fn the_first_entry_of_a_repeated_type_counts() {
-        assert_eq!(negotiate(Some("image/webp;q=0, image/webp, image/png;q=0.5")), Some(ImageType::Png));
+        assert_eq!(
+            negotiate(Some("image/webp;q=0, image/webp, image/png;q=0.5")),
+            Some(ImageType::Png)
+        );
     }
 
     #[test]
     fn malformed_q_values_count_as_one() {
-        assert_eq!(negotiate(Some("image/png;q=0.5, image/webp;q=abc")), Some(ImageType::Webp));
-        assert_eq!(negotiate(Some("image/png;q=0.5, image/webp;q=nan")), Some(ImageType::Webp));
-        assert_eq!(negotiate(Some("image/png;q=0.5, image/webp;q=7")), Some(ImageType::Webp));
+        assert_eq!(
+            negotiate(Some("image/png;q=0.5, image/webp;q=abc")),
+            Some(ImageType::Webp)
+        );
+        assert_eq!(
+            negotiate(Some("image/png;q=0.5, image/webp;q=nan")),
+            Some(ImageType::Webp)
+        );
+        assert_eq!(
+            negotiate(Some("image/png;q=0.5, image/webp;q=7")),
+            Some(ImageType::Webp)
+        );
+    }
+
+    /// Random buffers built from magic-number fragments and SVG syntax: sniffing returns
+    /// something or nothing, but never panics.
+    #[test]
+    fn random_buffers_never_panic() {
+        const PIECES: [&[u8]; 24] = [
+            b"<",
+            b">",
+            b"<svg",
+            b"</svg>",
+            b"<?xml",
+            b"<!--",
+            b"-->",
+            b"<!doctype svg",
+            b"*",
+            b" ",
+            b"\n",
+            b"\0",
+            b"\x01",
+            b"\xFF",
+            b"\xD8",
+            b"ftyp",
+            b"mif1",
+            b"avif",
+            b"heic",
+            b"\0\0\0\x0c",
+            b"RIFF",
+            b"WEBPVP",
+            b"II*\0",
+            b"CR",
+        ];
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let length = next() % 10;
+            let buf: Vec<u8> = (0..length)
+                .flat_map(|_| PIECES[(next() % 24) as usize].iter().copied())
+                .collect();
+            let _ = sniff(&buf);
+        }
     }
 }

@@ -15,6 +15,21 @@ pub mod plan;
 pub mod run;
 pub mod vips;
 
+// The run steps behind `run::run`, one file per image step (imgproxy `processing/` style),
+// listed in the order `process.rs` applies them.
+mod load;
+mod orient;
+mod zoom;
+mod resize;
+mod crop;
+mod embed;
+mod blur;
+mod watermark;
+mod flatten;
+mod encode;
+mod info;
+mod process;
+
 pub use format::ImageType;
 pub use options::{Endpoint, Options};
 pub use params::Params;
@@ -43,7 +58,8 @@ impl std::fmt::Display for OpError {
         match self {
             OpError::Param { name, value, cause } => write!(
                 f,
-                "Error while processing parameters, error while processing parameter \"{name}\" with value {value:?}, error: {cause}"
+                "Error while processing parameters, error while processing parameter \"{name}\" with value {}, error: {cause}",
+                params::go_quote(value)
             ),
             OpError::OutputFormat => f.write_str("Unsupported output image format"),
             OpError::UnsupportedMedia => f.write_str("Unsupported media type"),

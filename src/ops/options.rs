@@ -124,4 +124,8 @@ pub struct Options {
     pub output: Option<ImageType>,
     pub text_watermark: Option<TextWatermark>,
     pub image_watermark: Option<ImageWatermark>,
+    /// The `rotate` param was non-zero, even when it normalised to 0 (`rotate=45`, `rotate=360`).
+    /// bimg tests the *raw* angle, so then it skips EXIF auto-orientation (spec §9.2) and the
+    /// implicit `force` of §9.1 step 1, although `rotate` above is 0. (Added by the params work.)
+    pub rotate_requested: bool,
 }

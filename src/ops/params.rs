@@ -338,8 +338,12 @@ fn read_params<'a>(lookup: impl Fn(&str) -> Option<Raw<'a>>) -> Result<Params, I
         color: r.read_present("color", |raw| string(raw).map(|t| parse_color(&t)))?,
         background: r.read("background", None, background)?,
         grayscale: r.read("colorspace", false, |raw| Ok(string(raw)? == "bw"))?,
-        gravity: r.read("gravity", Gravity::Centre, |raw| string(raw).map(|t| gravity(&t)))?,
-        extend: r.read("extend", Extend::Copy, |raw| string(raw).map(|t| extend(&t)))?,
+        gravity: r.read("gravity", Gravity::Centre, |raw| {
+            string(raw).map(|t| gravity(&t))
+        })?,
+        extend: r.read("extend", Extend::Copy, |raw| {
+            string(raw).map(|t| extend(&t))
+        })?,
         aspectratio: r.read("aspectratio", None, |raw| aspect_ratio(raw, width, height))?,
         operations: None,
     })
@@ -433,7 +437,9 @@ pub fn parse_bool(text: &str) -> Result<bool, String> {
 /// string-like kinds (string, color, gravity, extend, colorspace, type, aspectratio): query
 /// text as is; in JSON only strings (spec §9.6).
 fn string(raw: Raw) -> Result<String, String> {
-    raw.text().map(str::to_string).ok_or_else(|| UNSUPPORTED.into())
+    raw.text()
+        .map(str::to_string)
+        .ok_or_else(|| UNSUPPORTED.into())
 }
 
 /// The color rule (spec §6.1): split on `,`; each item trimmed of spaces and read as an
@@ -592,7 +598,9 @@ fn parse_decimal_float(text: &str) -> Result<f64, FloatError> {
         None => (text, None),
     };
     let mantissa_ok = mantissa.bytes().any(|b| b.is_ascii_digit())
-        && mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'_')
+        && mantissa
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'.' || b == b'_')
         && mantissa.bytes().filter(|b| *b == b'.').count() <= 1;
     if !mantissa_ok || !exponent.is_none_or(go_exponent_ok) {
         return Err(FloatError::Syntax);
@@ -775,21 +783,29 @@ mod tests {
 
     #[test]
     fn plus_is_a_space() {
-        assert_eq!(query("text=Hello+World&font=sans%20bold+12").text, "Hello World");
+        assert_eq!(
+            query("text=Hello+World&font=sans%20bold+12").text,
+            "Hello World"
+        );
         assert_eq!(query("font=sans%20bold+12").font, "sans bold 12");
     }
 
     #[test]
     fn unknown_names_are_ignored() {
-        assert_eq!(query("url=http%3A%2F%2Fx&key=k&sign=s&field=f&norotate=1"), Params::default());
+        assert_eq!(
+            query("url=http%3A%2F%2Fx&key=k&sign=s&field=f&norotate=1"),
+            Params::default()
+        );
     }
 
     #[test]
     fn query_pairs_keep_order_and_repeats() {
         let pairs = query_pairs("b=2&a=1&b=3&&c&d=x%2By");
         let expected = [("b", "2"), ("a", "1"), ("b", "3"), ("c", ""), ("d", "x+y")];
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(pairs, expected);
     }
 
@@ -809,7 +825,7 @@ mod tests {
     #[test]
     fn ints_accept_go_float_syntax() {
         assert_eq!(query("width=1e2").width, 100);
-        assert_eq!(query("width=1E+2").width, 100);
+        assert_eq!(query("width=1E%2B2").width, 100);
         assert_eq!(query("width=.5").width, 1);
         assert_eq!(query("width=5.").width, 5);
         assert_eq!(query("width=1_000").width, 1000);
@@ -834,7 +850,9 @@ mod tests {
             param_error("height=+300").2,
             r#"strconv.ParseFloat: parsing " 300": invalid syntax"#
         );
-        for bad in ["1_", "_1", "1__0", "1e", "e5", ".", "0x10", "1.2.3", "infinit", "+nan", "1e+_5"] {
+        for bad in [
+            "1_", "_1", "1__0", "1e", "e5", ".", "0x10", "1.2.3", "infinit", "+nan", "1e+_5",
+        ] {
             let q = format!("width={}", bad.replace('+', "%2B"));
             assert!(param_error(&q).2.ends_with("invalid syntax"), "{bad}");
         }
@@ -852,7 +870,10 @@ mod tests {
     fn fix_non_finite_ints_are_out_of_range() {
         for bad in ["inf", "-Inf", "infinity", "NaN"] {
             let (name, value, cause) = param_error(&format!("height={bad}"));
-            assert_eq!((name.as_str(), value.as_str(), cause.as_str()), ("height", bad, OUT_OF_RANGE));
+            assert_eq!(
+                (name.as_str(), value.as_str(), cause.as_str()),
+                ("height", bad, OUT_OF_RANGE)
+            );
         }
     }
 
@@ -957,7 +978,10 @@ mod tests {
 
     #[test]
     fn background_uses_the_first_three_items() {
-        assert_eq!(query("background=255,255,255").background, Some([255, 255, 255]));
+        assert_eq!(
+            query("background=255,255,255").background,
+            Some([255, 255, 255])
+        );
         assert_eq!(query("background=1,2,3,4").background, Some([1, 2, 3]));
         assert_eq!(query("background=").background, None);
     }
@@ -1040,20 +1064,41 @@ mod tests {
 
     #[test]
     fn aspect_ratio_uses_truncating_integer_arithmetic() {
-        assert_eq!(query("width=300&aspectratio=16:9").aspect_ratio_applied(), (300, 162));
-        assert_eq!(query("width=100&aspectratio=16:9").aspect_ratio_applied(), (100, 54));
-        assert_eq!(query("height=90&aspectratio=16:9").aspect_ratio_applied(), (160, 90));
-        assert_eq!(query("width=10&aspectratio=16:9").aspect_ratio_applied(), (10, 0));
-        assert_eq!(query("width=300&aspectratio=%201:2%20").aspect_ratio_applied(), (300, 600));
+        assert_eq!(
+            query("width=300&aspectratio=16:9").aspect_ratio_applied(),
+            (300, 162)
+        );
+        assert_eq!(
+            query("width=100&aspectratio=16:9").aspect_ratio_applied(),
+            (100, 54)
+        );
+        assert_eq!(
+            query("height=90&aspectratio=16:9").aspect_ratio_applied(),
+            (160, 90)
+        );
+        assert_eq!(
+            query("width=10&aspectratio=16:9").aspect_ratio_applied(),
+            (10, 0)
+        );
+        assert_eq!(
+            query("width=300&aspectratio=%201:2%20").aspect_ratio_applied(),
+            (300, 600)
+        );
     }
 
     #[test]
     fn aspect_ratio_only_applies_with_exactly_one_dimension() {
-        assert_eq!(query("width=300&height=10&aspectratio=16:9").aspect_ratio_applied(), (300, 10));
+        assert_eq!(
+            query("width=300&height=10&aspectratio=16:9").aspect_ratio_applied(),
+            (300, 10)
+        );
         assert_eq!(query("aspectratio=16:9").aspect_ratio_applied(), (0, 0));
         assert_eq!(query("width=300").aspect_ratio_applied(), (300, 0));
         // Extra parts are ignored, as in imaginary.
-        assert_eq!(query("width=32&aspectratio=16:9:1").aspect_ratio_applied(), (32, 18));
+        assert_eq!(
+            query("width=32&aspectratio=16:9:1").aspect_ratio_applied(),
+            (32, 18)
+        );
     }
 
     #[test]
@@ -1068,8 +1113,14 @@ mod tests {
     #[test]
     fn malformed_aspect_ratio_is_ignored_when_it_does_not_apply() {
         assert_eq!(query("aspectratio=nonsense").aspectratio, None);
-        assert_eq!(query("width=1&height=2&aspectratio=16:0").aspect_ratio_applied(), (1, 2));
-        assert_eq!(query("width=300&aspectratio=").aspect_ratio_applied(), (300, 0));
+        assert_eq!(
+            query("width=1&height=2&aspectratio=16:0").aspect_ratio_applied(),
+            (1, 2)
+        );
+        assert_eq!(
+            query("width=300&aspectratio=").aspect_ratio_applied(),
+            (300, 0)
+        );
     }
 
     #[test]
@@ -1089,7 +1140,10 @@ mod tests {
     #[test]
     fn bad_operations_json_is_a_param_error_on_any_endpoint() {
         let (name, value, cause) = param_error("operations=%5B%7B%22x%22%3A1%7D%5D");
-        assert_eq!((name.as_str(), value.as_str()), ("operations", r#"[{"x":1}]"#));
+        assert_eq!(
+            (name.as_str(), value.as_str()),
+            ("operations", r#"[{"x":1}]"#)
+        );
         assert_eq!(cause, r#"json: unknown field "x""#);
     }
 
@@ -1113,19 +1167,40 @@ mod tests {
     fn json_bools_and_bool_strings() {
         let p = json_params(r#"{"flip": true, "stripmeta": "true", "norotation": "1"}"#).unwrap();
         assert!(p.flip && p.stripmeta && p.norotation);
-        assert_eq!(json_params(r#"{"nocrop": false}"#).unwrap().nocrop, Some(false));
+        assert_eq!(
+            json_params(r#"{"nocrop": false}"#).unwrap().nocrop,
+            Some(false)
+        );
         assert!(json_params(r#"{"palette": false}"#).unwrap().palette);
     }
 
     #[test]
     fn json_wrong_kinds_are_unsupported_values() {
         let cases = [
-            (r#"{"width": true}"#, r#"parameter "width" with value %!q(bool=true), error: unsupported value"#),
-            (r#"{"flip": 1}"#, r#"parameter "flip" with value %!q(float64=1), error: unsupported value"#),
-            (r#"{"type": 5}"#, r#"parameter "type" with value %!q(float64=5), error: unsupported value"#),
-            (r#"{"text": null}"#, r#"parameter "text" with value %!q(<nil>), error: unsupported value"#),
-            (r#"{"width": "abc"}"#, r#"parameter "width" with value "abc", error: strconv.ParseFloat: parsing "abc": invalid syntax"#),
-            (r#"{"height": 1e9}"#, r#"parameter "height" with value %!q(float64=1000000000.0), error: value out of range"#),
+            (
+                r#"{"width": true}"#,
+                r#"parameter "width" with value %!q(bool=true), error: unsupported value"#,
+            ),
+            (
+                r#"{"flip": 1}"#,
+                r#"parameter "flip" with value %!q(float64=1), error: unsupported value"#,
+            ),
+            (
+                r#"{"type": 5}"#,
+                r#"parameter "type" with value %!q(float64=5), error: unsupported value"#,
+            ),
+            (
+                r#"{"text": null}"#,
+                r#"parameter "text" with value %!q(<nil>), error: unsupported value"#,
+            ),
+            (
+                r#"{"width": "abc"}"#,
+                r#"parameter "width" with value "abc", error: strconv.ParseFloat: parsing "abc": invalid syntax"#,
+            ),
+            (
+                r#"{"height": 1e9}"#,
+                r#"parameter "height" with value %!q(float64=1000000000.0), error: value out of range"#,
+            ),
         ];
         for (json, expected) in cases {
             let expected = OpError::Process(format!("error while processing {expected}"));
@@ -1160,8 +1235,12 @@ mod tests {
 
     #[test]
     fn json_background_and_aspect_ratio_follow_the_query_rules() {
-        let p = json_params(r#"{"background": "1,2,3", "width": 300, "aspectratio": "16:9"}"#).unwrap();
-        assert_eq!((p.background, p.aspect_ratio_applied()), (Some([1, 2, 3]), (300, 162)));
+        let p =
+            json_params(r#"{"background": "1,2,3", "width": 300, "aspectratio": "16:9"}"#).unwrap();
+        assert_eq!(
+            (p.background, p.aspect_ratio_applied()),
+            (Some([1, 2, 3]), (300, 162))
+        );
         assert!(json_params(r#"{"background": "1,2"}"#).is_err());
         assert!(json_params(r#"{"width": 300, "aspectratio": "16"}"#).is_err());
     }

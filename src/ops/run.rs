@@ -1,11 +1,952 @@
-//! Executes a [`Plan`](super::Plan) with libvips.
-//! CONTRACT (filled in by the ops-vips work):
-//! pub struct Header { pub width: u32, pub height: u32, pub format: ImageType }
-//! pub fn probe(input: &[u8]) -> Result<Header, OpError>      // header only, no pixel decode
-//! pub struct Output { pub bytes: Vec<u8>, pub mime: &'static str, pub format: Option<ImageType>, pub width: u32, pub height: u32 }
-//! pub fn run(plan: &Plan, input: &[u8], watermarks: &[(String, Vec<u8>)]) -> Result<Output, OpError>
-use super::format::ImageType;
-pub struct Header { pub width: u32, pub height: u32, pub format: ImageType }
-pub struct Output { pub bytes: Vec<u8>, pub mime: &'static str, pub format: Option<ImageType>, pub width: u32, pub height: u32 }
-pub fn probe(_input: &[u8]) -> Result<Header, super::OpError> { unimplemented!() }
-pub fn run(_plan: &super::Plan, _input: &[u8], _watermarks: &[(String, Vec<u8>)]) -> Result<Output, super::OpError> { unimplemented!() }
+//! Executes a [`Plan`] with libvips: `Plan + bytes -> Output`, no I/O.
+//!
+//! * [`probe`] reads the header only (for the resolution limit, spec §10.7).
+//! * [`run`] decodes the input once (shrinking on load where the plan allows, `load.rs`), runs
+//!   the generic process (`process.rs`), `/autorotate`, `/info` or a `/pipeline` of them, and
+//!   encodes once at the end (`encode.rs`).
+//!
+//! A pipeline keeps its intermediate images in memory instead of re-encoding between steps as
+//! imaginary does; what a re-encode would have changed is carried along explicitly (the format
+//! "same as the input" refers to, stripped metadata, colourspace). A failing step with
+//! `ignore_failure` leaves the previous image in place; if every step failed that way, the input
+//! comes back unchanged with its sniffed Content-Type (FIX: imaginary sends none).
+//!
+//! A WebP/HEIF encode failure whose message contains `encode` is retried as JPEG (spec §8.3):
+//! from the bytes again, since a failed save leaves a sequentially read image unusable.
+
+use std::sync::Arc;
+
+use super::encode::{self, Encoding};
+use super::format::{sniff, ImageType};
+use super::info;
+use super::load::Source;
+use super::options::{Endpoint, Options};
+use super::plan::{Plan, PlanKind};
+use super::process::{self, Current, State};
+use super::vips::{self, VipsError};
+use super::OpError;
+
+/// What the header says, before any decoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// Stored size (EXIF orientation not applied; PDF/SVG at their default render size).
+    pub width: u32,
+    pub height: u32,
+    pub format: ImageType,
+}
+
+/// A finished response body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub bytes: Vec<u8>,
+    /// `Content-Type`: the image format's, or `application/json` for `/info`.
+    pub mime: &'static str,
+    /// The image format written; `None` for `/info`'s JSON.
+    pub format: Option<ImageType>,
+    /// Size of the image written (0 for JSON).
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Reads only the header of `input`: not an image we accept (sniffing, spec §5) →
+/// [`OpError::UnsupportedMedia`]; libvips cannot read it → [`OpError::Process`] with libvips'
+/// message.
+pub fn probe(input: &[u8]) -> Result<Header, OpError> {
+    let format = sniff(input).ok_or(OpError::UnsupportedMedia)?;
+    let h = vips::read_header(input).map_err(|e| OpError::Process(e.message().to_string()))?;
+    Ok(Header {
+        width: h.width,
+        height: h.height,
+        format,
+    })
+}
+
+/// Executes `plan` on `input`. `watermarks` holds the bodies fetched for
+/// `Plan::watermark_urls()` as (URL, bytes); a URL missing from it fails that operation with
+/// imaginary's `Unable to retrieve watermark image. <url>`.
+pub fn run(plan: &Plan, input: &[u8], watermarks: &[(String, Vec<u8>)]) -> Result<Output, OpError> {
+    let format = sniff(input).ok_or(OpError::UnsupportedMedia)?;
+    let result = execute(plan, input, format, watermarks);
+    // Free this worker thread's libvips buffers (bimg does the same after every call).
+    vips::thread_shutdown();
+    result
+}
+
+fn execute(
+    plan: &Plan,
+    input: &[u8],
+    format: ImageType,
+    watermarks: &[(String, Vec<u8>)],
+) -> Result<Output, OpError> {
+    if let PlanKind::Info = plan.kind {
+        let body = info::json(input, Some(format)).map_err(|e| process_error(&e))?;
+        return Ok(Output {
+            bytes: body.into_bytes(),
+            mime: "application/json",
+            format: None,
+            width: 0,
+            height: 0,
+        });
+    }
+    // The one copy of the input: libvips reads it lazily until the output is written.
+    let bytes: Arc<[u8]> = Arc::from(input);
+    match produce(plan, &bytes, format, watermarks, None) {
+        Err(Failure {
+            err,
+            encoding: Some(f),
+        }) if encode::retry_as_jpeg(f, &err) => {
+            produce(plan, &bytes, format, watermarks, Some(ImageType::Jpeg))
+                .map_err(|f| process_error(&f.err))
+        }
+        other => other.map_err(|f| process_error(&f.err)),
+    }
+}
+
+fn process_error(e: &VipsError) -> OpError {
+    OpError::Process(e.message().to_string())
+}
+
+/// Why [`produce`] failed; `encoding` is the format being written when the final save failed.
+struct Failure {
+    err: VipsError,
+    encoding: Option<ImageType>,
+}
+
+impl From<VipsError> for Failure {
+    fn from(err: VipsError) -> Self {
+        Failure {
+            err,
+            encoding: None,
+        }
+    }
+}
+
+/// The body fetched for this step's watermark image, if it has one.
+fn watermark_for<'a>(o: &Options, watermarks: &'a [(String, Vec<u8>)]) -> Option<&'a [u8]> {
+    let url = &o.image_watermark.as_ref()?.url;
+    watermarks
+        .iter()
+        .find(|(u, _)| u == url)
+        .map(|(_, b)| b.as_slice())
+}
+
+/// One step of any kind on `state`: the next current image and how it would be written.
+fn step(
+    state: &State,
+    endpoint: Endpoint,
+    o: &Options,
+    watermarks: &[(String, Vec<u8>)],
+) -> Result<(Current, Encoding), VipsError> {
+    match endpoint {
+        Endpoint::AutoRotate => process::autorotate(state),
+        Endpoint::Info | Endpoint::Pipeline => Err(VipsError::new(format!(
+            "Unsupported operation name: {endpoint:?}"
+        ))),
+        _ => {
+            let p = process::process(state, endpoint, o, watermark_for(o, watermarks))?;
+            Ok((Current::Decoded(p.image), p.encoding))
+        }
+    }
+}
+
+fn produce(
+    plan: &Plan,
+    bytes: &Arc<[u8]>,
+    format: ImageType,
+    watermarks: &[(String, Vec<u8>)],
+    force_format: Option<ImageType>,
+) -> Result<Output, Failure> {
+    let source = Source::open(bytes.clone(), format)?;
+    let (in_w, in_h) = (source.width, source.height);
+    let mut state = State::new(source);
+
+    let last = match &plan.kind {
+        PlanKind::Transform(o) => {
+            let (next, enc) = step(&state, plan.endpoint, o, watermarks)?;
+            state.advance(next, &enc);
+            Some(enc)
+        }
+        PlanKind::AutoRotate => {
+            let (next, enc) = process::autorotate(&state)?;
+            state.advance(next, &enc);
+            Some(enc)
+        }
+        PlanKind::Pipeline(steps) => {
+            let mut last = None;
+            for s in steps {
+                match step(&state, s.endpoint, &s.options, watermarks) {
+                    Ok((next, enc)) => {
+                        state.advance(next, &enc);
+                        last = Some(enc);
+                    }
+                    Err(_) if s.ignore_failure => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            last
+        }
+        PlanKind::Info => return Err(VipsError::new("info is not an image operation").into()),
+    };
+
+    let Some(mut enc) = last else {
+        // Every pipeline step failed and was ignored: the input as it came.
+        return Ok(Output {
+            bytes: bytes.to_vec(),
+            mime: format.mime(),
+            format: Some(format),
+            width: in_w,
+            height: in_h,
+        });
+    };
+    if let Some(f) = force_format {
+        enc.format = f;
+    }
+    let img = state.image()?;
+    let out = encode::save(&img, &enc).map_err(|err| Failure {
+        err,
+        encoding: Some(enc.format),
+    })?;
+    Ok(Output {
+        bytes: out,
+        mime: enc.format.mime(),
+        format: Some(enc.format),
+        width: img.width(),
+        height: img.height(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::options::{Extend, Gravity, ImageWatermark, TextWatermark};
+    use crate::ops::plan::PipelineStep;
+    use crate::ops::vips::{Access, Image, Saver};
+
+    // ---- inputs, generated with libvips ------------------------------------------------------
+
+    fn jpeg(w: u32, h: u32, orientation: u32) -> Vec<u8> {
+        let mut img = Image::test_pattern(w, h, 3).unwrap();
+        if orientation > 1 {
+            img = img.with_orientation(orientation).unwrap();
+        }
+        img.save(
+            &Saver::Jpeg {
+                quality: 85,
+                interlace: false,
+            },
+            false,
+        )
+        .unwrap()
+    }
+
+    fn png(w: u32, h: u32, bands: u32) -> Vec<u8> {
+        Image::test_pattern(w, h, bands)
+            .unwrap()
+            .save(
+                &Saver::Png {
+                    compression: 1,
+                    interlace: false,
+                    palette: false,
+                    quality: 75,
+                    effort: 7,
+                },
+                false,
+            )
+            .unwrap()
+    }
+
+    fn gif(w: u32, h: u32) -> Vec<u8> {
+        Image::test_pattern(w, h, 3)
+            .unwrap()
+            .save(&Saver::Gif, false)
+            .unwrap()
+    }
+
+    const SVG: &[u8] = br#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100"><rect width="200" height="100" fill="red"/></svg>"#;
+
+    // ---- plans ------------------------------------------------------------------------------
+
+    fn opts() -> Options {
+        Options {
+            quality: 75,
+            compression: 6,
+            ..Options::default()
+        }
+    }
+
+    fn transform(endpoint: Endpoint, o: Options) -> Plan {
+        Plan {
+            endpoint,
+            kind: PlanKind::Transform(o),
+            vary_accept: false,
+        }
+    }
+
+    fn resize(w: u32, h: u32) -> Plan {
+        transform(
+            Endpoint::Resize,
+            Options {
+                width: w,
+                height: h,
+                embed: true,
+                ..opts()
+            },
+        )
+    }
+
+    fn pipeline(steps: Vec<(Endpoint, bool, Options)>) -> Plan {
+        Plan {
+            endpoint: Endpoint::Pipeline,
+            kind: PlanKind::Pipeline(
+                steps
+                    .into_iter()
+                    .map(|(endpoint, ignore_failure, options)| PipelineStep {
+                        endpoint,
+                        ignore_failure,
+                        options,
+                    })
+                    .collect(),
+            ),
+            vary_accept: false,
+        }
+    }
+
+    /// Runs and decodes the output: (width, height, bands, format, EXIF orientation).
+    fn go(plan: &Plan, input: &[u8]) -> (u32, u32, u32, ImageType, u32) {
+        let out = run(plan, input, &[]).unwrap_or_else(|e| panic!("{e}"));
+        decoded(&out)
+    }
+
+    fn decoded(out: &Output) -> (u32, u32, u32, ImageType, u32) {
+        let format = sniff(&out.bytes).expect("output is an image");
+        assert_eq!(Some(format), out.format);
+        assert_eq!(out.mime, format.mime());
+        let img = Image::load_bytes(&out.bytes, Access::Random).unwrap();
+        assert_eq!((img.width(), img.height()), (out.width, out.height));
+        (
+            img.width(),
+            img.height(),
+            img.bands(),
+            format,
+            img.exif_orientation(),
+        )
+    }
+
+    fn size(plan: &Plan, input: &[u8]) -> (u32, u32) {
+        let (w, h, ..) = go(plan, input);
+        (w, h)
+    }
+
+    fn error(plan: &Plan, input: &[u8]) -> String {
+        match run(plan, input, &[]) {
+            Err(OpError::Process(msg)) => msg,
+            other => panic!("expected a processing error, got {other:?}"),
+        }
+    }
+
+    // ---- probe ------------------------------------------------------------------------------
+
+    #[test]
+    fn probe_reads_the_stored_size() {
+        let h = probe(&jpeg(300, 200, 6)).unwrap();
+        assert_eq!((h.width, h.height, h.format), (300, 200, ImageType::Jpeg));
+        let h = probe(SVG).unwrap();
+        assert_eq!((h.width, h.height, h.format), (200, 100, ImageType::Svg));
+    }
+
+    #[test]
+    fn probe_errors() {
+        assert_eq!(probe(b"hello world").err(), Some(OpError::UnsupportedMedia));
+        assert_eq!(probe(b"").err(), Some(OpError::UnsupportedMedia));
+        match probe(b"\xff\xd8\xff\xe0 this is not really a jpeg") {
+            Err(OpError::Process(msg)) => assert!(!msg.is_empty()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // ---- endpoints --------------------------------------------------------------------------
+
+    #[test]
+    fn resize_sizes_and_formats() {
+        let input = jpeg(400, 300, 1);
+        assert_eq!(size(&resize(200, 200), &input), (200, 200));
+        assert_eq!(size(&resize(200, 0), &input), (200, 150));
+        assert_eq!(size(&resize(0, 100), &input), (133, 100));
+        assert_eq!(size(&resize(800, 800), &input), (400, 300));
+        let (w, h, bands, format, _) = go(&resize(100, 0), &png(400, 300, 4));
+        assert_eq!((w, h, bands, format), (100, 75, 4, ImageType::Png));
+    }
+
+    #[test]
+    fn output_type_conversions() {
+        let input = jpeg(120, 80, 1);
+        for (t, bands) in [
+            (ImageType::Png, 3),
+            (ImageType::Webp, 3),
+            (ImageType::Tiff, 3),
+            (ImageType::Gif, 4),
+            (ImageType::Jpeg, 3),
+        ] {
+            let plan = transform(
+                Endpoint::Convert,
+                Options {
+                    output: Some(t),
+                    ..opts()
+                },
+            );
+            let (w, h, b, format, _) = go(&plan, &input);
+            assert_eq!((w, h, format), (120, 80, t));
+            assert!(b == bands || t == ImageType::Gif, "{t:?} {b}");
+        }
+        let heif = transform(
+            Endpoint::Convert,
+            Options {
+                output: Some(ImageType::Heif),
+                ..opts()
+            },
+        );
+        if let Ok(out) = run(&heif, &input, &[]) {
+            assert_eq!(out.mime, "image/heif");
+        }
+    }
+
+    #[test]
+    fn exif_orientation_is_applied_once_and_reset() {
+        let input = jpeg(400, 200, 6); // displayed 200×400
+        let (w, h, _, _, tag) = go(&resize(100, 0), &input);
+        assert_eq!((w, h, tag), (100, 200, 1));
+        // plain path (no resample) too
+        let convert = transform(Endpoint::Convert, opts());
+        let (w, h, _, _, tag) = go(&convert, &input);
+        assert_eq!((w, h, tag), (200, 400, 1));
+        // norotation: stored orientation, tag kept for viewers
+        let plan = transform(
+            Endpoint::Resize,
+            Options {
+                width: 100,
+                embed: true,
+                no_auto_rotate: true,
+                ..opts()
+            },
+        );
+        let (w, h, _, _, tag) = go(&plan, &input);
+        assert_eq!((w, h, tag), (100, 50, 6));
+        // stripmeta: no EXIF at all
+        let plan = transform(
+            Endpoint::Resize,
+            Options {
+                width: 100,
+                embed: true,
+                strip_metadata: true,
+                ..opts()
+            },
+        );
+        assert_eq!(go(&plan, &input).4, 0);
+    }
+
+    #[test]
+    fn rotate_disables_exif() {
+        let input = jpeg(400, 200, 6);
+        let plan = transform(
+            Endpoint::Rotate,
+            Options {
+                rotate: 180,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&plan, &input), (400, 200));
+        let plan = transform(
+            Endpoint::Rotate,
+            Options {
+                rotate: 90,
+                width: 100,
+                height: 100,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&plan, &input), (50, 100));
+    }
+
+    #[test]
+    fn fit_box_uses_the_displayed_image() {
+        let plan = transform(
+            Endpoint::Fit,
+            Options {
+                width: 100,
+                height: 100,
+                embed: true,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&plan, &jpeg(400, 200, 1)), (100, 50));
+        assert_eq!(size(&plan, &jpeg(400, 200, 6)), (50, 100));
+        assert_eq!(size(&plan, &jpeg(60, 30, 1)), (60, 30));
+    }
+
+    #[test]
+    fn crop_smartcrop_enlarge_thumbnail() {
+        let input = jpeg(400, 300, 1);
+        let crop = |w, h, gravity| {
+            transform(
+                Endpoint::Crop,
+                Options {
+                    width: w,
+                    height: h,
+                    crop: true,
+                    gravity,
+                    ..opts()
+                },
+            )
+        };
+        assert_eq!(size(&crop(200, 200, Gravity::Centre), &input), (200, 200));
+        assert_eq!(size(&crop(200, 0, Gravity::Centre), &input), (200, 300));
+        assert_eq!(size(&crop(200, 200, Gravity::Smart), &input), (200, 200));
+        assert_eq!(size(&crop(100, 400, Gravity::South), &input), (100, 400));
+        let enlarge = transform(
+            Endpoint::Enlarge,
+            Options {
+                width: 800,
+                height: 800,
+                enlarge: true,
+                crop: true,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&enlarge, &input), (800, 800));
+        let thumb = transform(
+            Endpoint::Thumbnail,
+            Options {
+                width: 50,
+                height: 70,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&thumb, &input), (50, 70));
+    }
+
+    #[test]
+    fn extract_and_zoom() {
+        let input = png(100, 80, 3);
+        let extract = |left, top| {
+            transform(
+                Endpoint::Extract,
+                Options {
+                    left,
+                    top,
+                    area_width: 40,
+                    area_height: 30,
+                    ..opts()
+                },
+            )
+        };
+        assert_eq!(size(&extract(10, 10), &input), (40, 30));
+        assert!(error(&extract(90, 10), &input).contains("bad extract area"));
+        let zoom = transform(Endpoint::Zoom, Options { zoom: 1, ..opts() });
+        assert_eq!(size(&zoom, &input), (200, 160));
+        let zoom_area = transform(
+            Endpoint::Zoom,
+            Options {
+                zoom: 2,
+                top: 10,
+                left: 10,
+                area_width: 50,
+                area_height: 20,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&zoom_area, &input), (50, 20));
+    }
+
+    #[test]
+    fn embed_extend_background_and_flatten() {
+        let input = png(100, 50, 4);
+        let plan = transform(
+            Endpoint::Resize,
+            Options {
+                width: 100,
+                height: 100,
+                embed: true,
+                extend: Extend::Background,
+                background: Some([255, 0, 0]),
+                output: Some(ImageType::Png),
+                ..opts()
+            },
+        );
+        let out = run(&plan, &input, &[]).unwrap();
+        let img = Image::load_bytes(&out.bytes, Access::Random).unwrap();
+        assert_eq!((img.width(), img.height(), img.bands()), (100, 100, 3));
+        assert_eq!(img.pixel(0, 0).unwrap(), vec![255.0, 0.0, 0.0]);
+        for extend in [Extend::Copy, Extend::Mirror, Extend::White, Extend::Black] {
+            let plan = transform(
+                Endpoint::Resize,
+                Options {
+                    width: 150,
+                    height: 150,
+                    embed: true,
+                    extend,
+                    ..opts()
+                },
+            );
+            assert_eq!(size(&plan, &jpeg(300, 200, 1)), (150, 150), "{extend:?}");
+        }
+    }
+
+    #[test]
+    fn blur_grey_watermarks() {
+        let input = jpeg(300, 200, 1);
+        let blur = transform(
+            Endpoint::Blur,
+            Options {
+                sigma: 2.0,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&blur, &input), (300, 200));
+        let grey = transform(
+            Endpoint::Resize,
+            Options {
+                width: 100,
+                embed: true,
+                grayscale: true,
+                ..opts()
+            },
+        );
+        assert_eq!(go(&grey, &input).2, 1);
+        let text = transform(
+            Endpoint::Watermark,
+            Options {
+                text_watermark: Some(TextWatermark {
+                    text: "Hello".into(),
+                    font: "sans 12".into(),
+                    width: 100,
+                    dpi: 150,
+                    margin: 0,
+                    opacity: 0.5,
+                    no_replicate: false,
+                    color: [255, 200, 50],
+                }),
+                ..opts()
+            },
+        );
+        assert_eq!(go(&text, &input).0, 300);
+        let mark = ImageWatermark {
+            url: "http://h/w.png".into(),
+            left: 10,
+            top: 10,
+            opacity: 0.0,
+        };
+        let with_image = transform(
+            Endpoint::WatermarkImage,
+            Options {
+                image_watermark: Some(mark),
+                ..opts()
+            },
+        );
+        let wm = vec![("http://h/w.png".to_string(), png(50, 50, 4))];
+        let out = run(&with_image, &input, &wm).unwrap();
+        assert_eq!(decoded(&out).0, 300);
+        assert_eq!(
+            error(&with_image, &input),
+            "Unable to retrieve watermark image. http://h/w.png"
+        );
+    }
+
+    #[test]
+    fn info_json() {
+        let plan = Plan {
+            endpoint: Endpoint::Info,
+            kind: PlanKind::Info,
+            vary_accept: false,
+        };
+        let out = run(&plan, &jpeg(40, 30, 6), &[]).unwrap();
+        assert_eq!(out.mime, "application/json");
+        assert_eq!(out.format, None);
+        assert_eq!(
+            String::from_utf8(out.bytes).unwrap(),
+            r#"{"width":40,"height":30,"type":"jpeg","space":"srgb","hasAlpha":false,"hasProfile":false,"channels":3,"orientation":6}"#
+        );
+    }
+
+    #[test]
+    fn autorotate_reencodes_in_the_input_format() {
+        let plan = Plan {
+            endpoint: Endpoint::AutoRotate,
+            kind: PlanKind::AutoRotate,
+            vary_accept: false,
+        };
+        let (w, h, _, format, tag) = go(&plan, &jpeg(400, 200, 6));
+        assert_eq!((w, h, format, tag), (200, 400, ImageType::Jpeg, 1));
+        assert_eq!(go(&plan, &png(30, 20, 4)).3, ImageType::Png);
+        assert_eq!(go(&plan, &gif(30, 20)).3, ImageType::Gif);
+        assert_eq!(error(&plan, SVG), "Unsupported image output type");
+    }
+
+    #[test]
+    fn svg_needs_a_type_and_renders_at_size() {
+        assert_eq!(error(&resize(100, 0), SVG), "Unsupported image output type");
+        let plan = transform(
+            Endpoint::Resize,
+            Options {
+                width: 400,
+                embed: true,
+                output: Some(ImageType::Png),
+                ..opts()
+            },
+        );
+        // never upscales without enlarge
+        assert_eq!(size(&plan, SVG), (200, 100));
+        let thumb = transform(
+            Endpoint::Thumbnail,
+            Options {
+                width: 400,
+                output: Some(ImageType::Png),
+                ..opts()
+            },
+        );
+        let (w, h, _, format, _) = go(&thumb, SVG);
+        assert_eq!((w, h, format), (400, 200, ImageType::Png));
+    }
+
+    #[test]
+    fn unsupported_output_for_gif_input_is_fine_now() {
+        // imaginary could not write GIF; with cgif we can (FIX of spec §14 item 10)
+        assert_eq!(go(&resize(10, 0), &gif(40, 20)).3, ImageType::Gif);
+    }
+
+    #[test]
+    fn encoder_range_errors() {
+        let plan = transform(
+            Endpoint::Convert,
+            Options {
+                quality: 101,
+                ..opts()
+            },
+        );
+        assert!(error(&plan, &jpeg(20, 20, 1)).contains("quality"));
+    }
+
+    // ---- pipeline ---------------------------------------------------------------------------
+
+    #[test]
+    fn nextcloud_pipeline_autorotate_then_fit() {
+        let fit = Options {
+            width: 256,
+            height: 256,
+            embed: true,
+            strip_metadata: true,
+            no_auto_rotate: true,
+            quality: 80,
+            output: Some(ImageType::Webp),
+            ..opts()
+        };
+        let plan = pipeline(vec![
+            (Endpoint::AutoRotate, false, Options::default()),
+            (Endpoint::Fit, false, fit),
+        ]);
+        let (w, h, _, format, _) = go(&plan, &jpeg(1024, 512, 6));
+        assert_eq!((w, h, format), (128, 256, ImageType::Webp));
+        let (w, h, ..) = go(&plan, &jpeg(1024, 512, 1));
+        assert_eq!((w, h), (256, 128));
+    }
+
+    #[test]
+    fn pipeline_steps_feed_each_other() {
+        let plan = pipeline(vec![
+            (
+                Endpoint::Crop,
+                false,
+                Options {
+                    width: 300,
+                    height: 260,
+                    crop: true,
+                    ..opts()
+                },
+            ),
+            (
+                Endpoint::Convert,
+                false,
+                Options {
+                    output: Some(ImageType::Png),
+                    ..opts()
+                },
+            ),
+            // no type: keeps the previous step's format
+            (
+                Endpoint::Resize,
+                false,
+                Options {
+                    width: 150,
+                    embed: true,
+                    ..opts()
+                },
+            ),
+        ]);
+        let (w, h, _, format, _) = go(&plan, &jpeg(600, 400, 1));
+        assert_eq!((w, h, format), (150, 130, ImageType::Png));
+    }
+
+    #[test]
+    fn pipeline_failures() {
+        let bad = Options {
+            left: 1000,
+            area_width: 10,
+            area_height: 10,
+            ..opts()
+        };
+        let good = Options {
+            width: 50,
+            ..opts()
+        };
+        let input = jpeg(100, 80, 1);
+        // ignored failure keeps the previous image
+        let plan = pipeline(vec![
+            (Endpoint::Extract, true, bad.clone()),
+            (Endpoint::Thumbnail, false, good.clone()),
+        ]);
+        assert_eq!(size(&plan, &input), (50, 40));
+        // not ignored: the request fails with the step's message
+        let plan = pipeline(vec![
+            (Endpoint::Thumbnail, false, good),
+            (Endpoint::Extract, false, bad.clone()),
+        ]);
+        assert!(error(&plan, &input).contains("bad extract area"));
+        // every step ignored-failed: the input, with its own Content-Type
+        let plan = pipeline(vec![(Endpoint::Extract, true, bad)]);
+        let out = run(&plan, &input, &[]).unwrap();
+        assert_eq!(out.bytes, input);
+        assert_eq!(out.mime, "image/jpeg");
+        assert_eq!((out.width, out.height), (100, 80));
+    }
+
+    #[test]
+    fn pipeline_autorotate_after_norotation_step() {
+        // the first step leaves the tag (norotation); a later autorotate applies it
+        let plan = pipeline(vec![
+            (
+                Endpoint::Thumbnail,
+                false,
+                Options {
+                    width: 100,
+                    no_auto_rotate: true,
+                    ..opts()
+                },
+            ),
+            (Endpoint::AutoRotate, false, Options::default()),
+        ]);
+        let (w, h, _, _, tag) = go(&plan, &jpeg(400, 200, 6));
+        assert_eq!((w, h, tag), (50, 100, 1));
+    }
+
+    // ---- robustness -------------------------------------------------------------------------
+
+    #[test]
+    fn garbage_never_panics() {
+        let prefixes: [&[u8]; 8] = [
+            b"\xff\xd8\xff",
+            b"\x89PNG\r\n\x1a\n",
+            b"GIF89a",
+            b"RIFF\x10\x00\x00\x00WEBPVP8 ",
+            b"II*\x00",
+            b"%PDF-1.4\n",
+            b"<?xml version=\"1.0\"?>",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        ];
+        let mut seed = 0x2545f4914f6cdd1du64;
+        for p in prefixes {
+            for len in [0usize, 1, 16, 300] {
+                let mut buf = p.to_vec();
+                for _ in 0..len {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    buf.push(seed as u8);
+                }
+                let _ = probe(&buf);
+                for plan in [resize(10, 10), transform(Endpoint::Convert, opts())] {
+                    if let Err(e) = run(&plan, &buf, &[]) {
+                        assert!(!e.to_string().is_empty());
+                    }
+                }
+            }
+        }
+        // a truncated real JPEG: decodes what is there or fails with a message
+        let whole = jpeg(64, 64, 1);
+        let _ = run(&resize(10, 10), &whole[..whole.len() / 2], &[]);
+    }
+
+    #[test]
+    fn shrink_on_load_and_plain_paths_agree_on_sizes() {
+        let input = jpeg(1000, 750, 1);
+        // 1000 → 123: DCT shrink 8 then resize; with zoom the plain path is taken
+        assert_eq!(size(&resize(123, 0), &input), (123, 92));
+        let zoomed = transform(
+            Endpoint::Thumbnail,
+            Options {
+                width: 123,
+                zoom: 1,
+                ..opts()
+            },
+        );
+        assert_eq!(size(&zoomed, &input), (123, 92));
+        let webp = Image::test_pattern(1000, 750, 3)
+            .unwrap()
+            .save(
+                &Saver::Webp {
+                    quality: 75,
+                    lossless: false,
+                },
+                false,
+            )
+            .unwrap();
+        assert_eq!(size(&resize(123, 0), &webp), (123, 92));
+    }
+}
+
+#[cfg(test)]
+mod timing_probe {
+    use super::*;
+    use crate::ops::vips::{Image, Saver};
+
+    #[test]
+    #[ignore]
+    fn time_paths() {
+        crate::ops::vips::init(1);
+        let big = Image::test_pattern(1920, 1280, 3)
+            .unwrap()
+            .gaussblur(3.0, None)
+            .unwrap()
+            .save(&Saver::Jpeg { quality: 90, interlace: false }, false)
+            .unwrap();
+        let plan = Plan {
+            endpoint: Endpoint::Resize,
+            kind: PlanKind::Transform(Options { width: 300, embed: true, quality: 75, compression: 6, ..Options::default() }),
+            vary_accept: false,
+        };
+        for _ in 0..3 { run(&plan, &big, &[]).unwrap(); }
+        let t = std::time::Instant::now();
+        for _ in 0..20 { run(&plan, &big, &[]).unwrap(); }
+        eprintln!("shrink path: {:?}/op", t.elapsed() / 20);
+        let plan2 = Plan {
+            endpoint: Endpoint::Resize,
+            kind: PlanKind::Transform(Options { width: 300, embed: true, zoom: 0, sigma: 0.0, quality: 75, compression: 6, rotate: 0, flop: true, ..Options::default() }),
+            vary_accept: false,
+        };
+        let t = std::time::Instant::now();
+        for _ in 0..20 { run(&plan2, &big, &[]).unwrap(); }
+        eprintln!("shrink+flop path: {:?}/op", t.elapsed() / 20);
+        let buf: std::sync::Arc<[u8]> = std::sync::Arc::from(&big[..]);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            let img = Image::thumbnail(buf.clone(), 300, 200, crate::ops::vips::FailOn::None).unwrap();
+            img.save(&Saver::Jpeg { quality: 75, interlace: false }, false).unwrap();
+        }
+        eprintln!("vips_thumbnail: {:?}/op", t.elapsed() / 20);
+        let t = std::time::Instant::now();
+        for _ in 0..20 {
+            let img = Image::load(buf.clone(), crate::ops::vips::Access::Sequential, crate::ops::vips::FailOn::None).unwrap();
+            let img = img.resize_to(300, 200).unwrap();
+            img.save(&Saver::Jpeg { quality: 75, interlace: false }, false).unwrap();
+        }
+        eprintln!("decode+resize: {:?}/op", t.elapsed() / 20);
+    }
+}

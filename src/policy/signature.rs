@@ -92,7 +92,7 @@ fn query_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::query::pairs;
+    use crate::ops::params::query_pairs as pairs;
 
     const KEY: &str = "4f46feebafc4b5e988f131c4ff8b5997";
 

@@ -15,7 +15,6 @@
 
 pub mod admin;
 pub mod origin;
-pub mod query;
 pub mod response;
 pub mod route;
 pub mod source;
@@ -103,7 +102,7 @@ impl Edge {
         if self.cfg.cors && method == Method::OPTIONS {
             return self.preflight(session);
         }
-        let pairs = query::pairs(&raw_query);
+        let pairs = ops::params::query_pairs(&raw_query);
         if let Err(e) = self.admit(&method, image, session, &pairs, &path) {
             return Reply::error(&e);
         }
@@ -161,7 +160,7 @@ impl Edge {
         if !self.cfg.key.is_empty() {
             let given = header(session, "api-key")
                 .filter(|k| !k.is_empty())
-                .or_else(|| query::first(pairs, "key").map(str::to_owned))
+                .or_else(|| first(pairs, "key").map(str::to_owned))
                 .unwrap_or_default();
             if !constant_time_eq(given.as_bytes(), self.cfg.key.as_bytes()) {
                 return Err(Error::InvalidApiKey);
@@ -224,11 +223,19 @@ impl Edge {
     ) -> Reply {
         let accept = header(session, "accept");
         // 3–4. parse and negotiate, before any source is read (FIX: imaginary fetches first).
-        let plan = match Params::from_query(raw_query)
-            .and_then(|params| Plan::new(endpoint, &params, accept.as_deref()))
-        {
-            Ok(plan) => plan,
+        let params = match Params::from_query(raw_query) {
+            Ok(params) => params,
             Err(e) => return Reply::error(&Error::Op(e)),
+        };
+        let plan = match Plan::new(endpoint, &params, accept.as_deref()) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let mut reply = Reply::error(&Error::Op(e));
+                if Plan::varies_on_accept(endpoint, &params) {
+                    reply.vary("Accept");
+                }
+                return reply;
+            }
         };
         let vary_accept = plan.vary_accept;
         let mut reply = match self.produce(session, plan, pairs).await {
@@ -442,6 +449,11 @@ fn header(session: &Session, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// The first value of query param `name` (Go's `Values.Get`).
+pub fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 /// Compares secrets without leaking where they differ through timing.

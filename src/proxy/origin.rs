@@ -155,7 +155,10 @@ impl OriginClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
         if let Some(n) = declared.filter(|n| *n > self.max_bytes) {
-            return Err(self.too_large(n));
+            return Err(Error::bad_request(format!(
+                "Content-Length {n} exceeds maximum allowed {} bytes",
+                self.max_bytes
+            )));
         }
 
         let mut body = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(self.max_bytes) as usize);
@@ -163,7 +166,11 @@ impl OriginClient {
             Error::bad_request(format!("unable to create image from response body: {url}: {e}"))
         })? {
             if (body.len() + chunk.len()) as u64 > self.max_bytes {
-                return Err(self.too_large((body.len() + chunk.len()) as u64));
+                // Chunked or lying about its length: cut off at the cap, never read on.
+                return Err(Error::bad_request(format!(
+                    "image body from origin exceeds maximum allowed {} bytes",
+                    self.max_bytes
+                )));
             }
             body.extend_from_slice(&chunk);
         }
@@ -174,12 +181,6 @@ impl OriginClient {
         Ok(Hop::Body(body.freeze()))
     }
 
-    fn too_large(&self, n: u64) -> Error {
-        Error::bad_request(format!(
-            "Content-Length {n} exceeds maximum allowed {} bytes",
-            self.max_bytes
-        ))
-    }
 }
 
 enum Hop {

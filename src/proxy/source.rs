@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 use url::Url;
 
 use super::origin::OriginClient;
-use super::query;
+use super::first;
 use crate::config::Config;
 use crate::error::Error;
 use crate::policy::mount;
@@ -28,13 +28,13 @@ pub fn select(cfg: &Config, post: bool, pairs: &[(String, String)]) -> Result<So
     if post {
         return Ok(Source::Body);
     }
-    if let (Some(root), Some(file)) = (&cfg.mount, query::first(pairs, "file")) {
+    if let (Some(root), Some(file)) = (&cfg.mount, first(pairs, "file")) {
         if let Some(resolved) = mount::resolve(root, file) {
             return resolved.map(Source::File);
         }
     }
     if cfg.enable_url_source {
-        if let Some(url) = query::first(pairs, "url").filter(|u| !u.is_empty()) {
+        if let Some(url) = first(pairs, "url").filter(|u| !u.is_empty()) {
             return OriginClient::parse_url(url).map(Source::Url);
         }
     }

@@ -143,8 +143,11 @@ mod ffi {
             g: f64,
             b: f64,
         ) -> c_int;
-        pub fn imgedge_colourspace(im: *mut VipsImage, out: *mut *mut VipsImage, bw: c_int)
-            -> c_int;
+        pub fn imgedge_colourspace(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            bw: c_int,
+        ) -> c_int;
         pub fn imgedge_remove_icc(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
         pub fn imgedge_text_watermark(
             im: *mut VipsImage,
@@ -288,6 +291,66 @@ pub fn has_operation(nickname: &str) -> bool {
 pub fn thread_shutdown() {
     // SAFETY: always valid; libvips recreates the buffers on demand.
     unsafe { ffi::imgedge_thread_shutdown() }
+}
+
+/// What a file's header says, read without decoding pixels (see [`read_header`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub width: u32,
+    pub height: u32,
+    pub bands: u32,
+    /// libvips' interpretation nickname (`srgb`, `b-w`, `cmyk`, …).
+    pub interpretation: String,
+    /// bimg's alpha test.
+    pub has_alpha: bool,
+    pub has_icc: bool,
+    /// EXIF IFD0 Orientation as stored (0 when absent).
+    pub exif_orientation: u32,
+    /// The orientation libvips honours (1..=8).
+    pub orientation: u32,
+    /// e.g. `jpegload_buffer`.
+    pub loader: Option<String>,
+}
+
+/// Reads the header of `bytes` (format detected by libvips) without decoding pixels and without
+/// copying the bytes: the image opened here is dropped before this returns, so the borrow is
+/// enough. For the resolution limit and `/info`.
+pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
+    init(1);
+    let mut out = ptr::null_mut();
+    // SAFETY: `bytes` outlives the image, which is unreffed at the end of this function and
+    // never handed out (libvips' cache is off, so nothing else keeps it).
+    let rc = unsafe {
+        ffi::imgedge_load(
+            bytes.as_ptr() as *const c_void,
+            bytes.len(),
+            1,
+            FailOn::None as c_int,
+            &mut out,
+        )
+    };
+    if rc != 0 {
+        return Err(take_error("load"));
+    }
+    let ptr = NonNull::new(out).ok_or_else(|| VipsError::new("load: no image"))?;
+    let img = Image {
+        ptr,
+        keep: Vec::new(),
+        sequential: true,
+    };
+    let header = Header {
+        width: img.width(),
+        height: img.height(),
+        bands: img.bands(),
+        interpretation: img.interpretation(),
+        has_alpha: img.has_alpha_bimg(),
+        has_icc: img.has_icc(),
+        exif_orientation: img.exif_orientation(),
+        orientation: img.orientation(),
+        loader: img.loader(),
+    };
+    drop(img);
+    Ok(header)
 }
 
 /// A libvips failure, with libvips' own message (trimmed, one line).
@@ -623,7 +686,8 @@ impl Image {
         init(1);
         let mut out = ptr::null_mut();
         // SAFETY: plain C call.
-        let rc = unsafe { ffi::imgedge_test_image(to_c(width), to_c(height), to_c(bands), &mut out) };
+        let rc =
+            unsafe { ffi::imgedge_test_image(to_c(width), to_c(height), to_c(bands), &mut out) };
         if rc != 0 {
             return Err(take_error("test_image"));
         }
@@ -723,9 +787,8 @@ impl Image {
     pub fn pixel(&self, x: u32, y: u32) -> Result<Vec<f64>, VipsError> {
         let mut values = [0f64; 16];
         // SAFETY: values has room for 16 doubles, the shim writes at most `max`.
-        let n = unsafe {
-            ffi::imgedge_getpoint(self.raw(), to_c(x), to_c(y), values.as_mut_ptr(), 16)
-        };
+        let n =
+            unsafe { ffi::imgedge_getpoint(self.raw(), to_c(x), to_c(y), values.as_mut_ptr(), 16) };
         if n < 0 {
             return Err(take_error("getpoint"));
         }
@@ -778,8 +841,7 @@ impl Image {
     pub fn with_orientation(&self, orientation: u32) -> Result<Image, VipsError> {
         let mut out = ptr::null_mut();
         // SAFETY: live image; the shim changes metadata on a fresh copy only.
-        let rc =
-            unsafe { ffi::imgedge_set_orientation(self.raw(), &mut out, to_c(orientation)) };
+        let rc = unsafe { ffi::imgedge_set_orientation(self.raw(), &mut out, to_c(orientation)) };
         self.derived(None, rc, out, "set_orientation")
     }
 
@@ -874,8 +936,7 @@ impl Image {
     pub fn smartcrop(&self, width: u32, height: u32) -> Result<Image, VipsError> {
         let mut out = ptr::null_mut();
         // SAFETY: live image.
-        let rc =
-            unsafe { ffi::imgedge_smartcrop(self.raw(), &mut out, to_c(width), to_c(height)) };
+        let rc = unsafe { ffi::imgedge_smartcrop(self.raw(), &mut out, to_c(width), to_c(height)) };
         self.derived(None, rc, out, "smartcrop")
     }
 
@@ -887,8 +948,12 @@ impl Image {
         self.derived(None, rc, out, "zoom")
     }
 
-    pub fn gaussblur(&self, sigma: f64, min_ampl: f64) -> Result<Image, VipsError> {
+    /// Gaussian blur; `min_ampl` `None` = libvips' default (0.2).
+    pub fn gaussblur(&self, sigma: f64, min_ampl: Option<f64>) -> Result<Image, VipsError> {
         let mut out = ptr::null_mut();
+        let min_ampl = min_ampl
+            .filter(|a| (0.001..=1.0).contains(a))
+            .unwrap_or(0.0);
         // SAFETY: live image.
         let rc = unsafe { ffi::imgedge_gaussblur(self.raw(), &mut out, sigma, min_ampl) };
         self.derived(None, rc, out, "gaussblur")
@@ -1138,7 +1203,10 @@ mod tests {
         let img = Image::test_pattern(40, 30, 3).unwrap();
         assert_eq!(img.interpretation(), "srgb");
         let p = img.pixel(39, 0).unwrap();
-        assert!(p[0] > 240.0 && p[1] < 10.0 && (p[2] - 64.0).abs() < 0.5, "{p:?}");
+        assert!(
+            p[0] > 240.0 && p[1] < 10.0 && (p[2] - 64.0).abs() < 0.5,
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -1149,7 +1217,8 @@ mod tests {
         let back = decode(&bytes);
         assert_eq!((back.width(), back.height(), back.bands()), (64, 48, 3));
         assert_eq!(back.loader().as_deref(), Some("jpegload_buffer"));
-        assert_eq!(back.exif_orientation(), 0);
+        // libvips always writes an EXIF block with an Orientation on JPEG save
+        assert_eq!(back.exif_orientation(), 1);
         assert_eq!(back.orientation(), 1);
     }
 
@@ -1167,6 +1236,42 @@ mod tests {
         assert_eq!(upright.orientation(), 1);
         let again = decode(&jpeg_of(&upright));
         assert_eq!(again.exif_orientation(), 1);
+    }
+
+    #[test]
+    fn read_header_borrows_and_reports_metadata() {
+        let img = Image::test_pattern(64, 48, 4)
+            .unwrap()
+            .with_orientation(8)
+            .unwrap();
+        let png = img
+            .save(
+                &Saver::Png {
+                    compression: 1,
+                    interlace: false,
+                    palette: false,
+                    quality: 75,
+                    effort: 7,
+                },
+                false,
+            )
+            .unwrap();
+        let h = read_header(&png).unwrap();
+        assert_eq!((h.width, h.height, h.bands), (64, 48, 4));
+        assert_eq!(h.interpretation, "srgb");
+        assert!(h.has_alpha && !h.has_icc);
+        assert_eq!(h.loader.as_deref(), Some("pngload_buffer"));
+        let jpeg = jpeg_of(
+            &Image::test_pattern(10, 10, 1)
+                .unwrap()
+                .with_orientation(6)
+                .unwrap(),
+        );
+        let h = read_header(&jpeg).unwrap();
+        assert_eq!((h.bands, h.interpretation.as_str()), (1, "b-w"));
+        assert_eq!((h.exif_orientation, h.orientation), (6, 6));
+        assert!(read_header(b"nope").is_err());
+        assert!(read_header(&jpeg[..2]).is_err());
     }
 
     #[test]
@@ -1312,18 +1417,18 @@ mod tests {
     }
 
     #[test]
-    fn bad_quality_is_a_libvips_error() {
-        let img = Image::test_pattern(8, 8, 3).unwrap();
+    fn save_errors_carry_the_encoder_message() {
+        let img = Image::test_pattern(17000, 2, 3).unwrap();
         let err = img
             .save(
-                &Saver::Jpeg {
-                    quality: 101,
-                    interlace: false,
+                &Saver::Webp {
+                    quality: 75,
+                    lossless: false,
                 },
                 false,
             )
             .unwrap_err();
-        assert!(!err.message().is_empty());
+        assert!(err.message().contains("webpsave"), "{err}");
     }
 
     #[test]
@@ -1366,7 +1471,7 @@ mod tests {
     fn watermarks_keep_the_size() {
         let img = Image::test_pattern(120, 80, 3).unwrap();
         let t = img
-            .text_watermark("Hello", "sans 10", 20, 150, 20, 0.5, true, [255, 0, 0])
+            .text_watermark("Hello", "sans 10", 100, 150, 100, 0.5, true, [255, 0, 0])
             .unwrap();
         assert_eq!((t.width(), t.height(), t.bands()), (120, 80, 3));
         let t = img
@@ -1389,7 +1494,7 @@ mod tests {
         assert_eq!(g.bands(), 2);
         let f = img.flatten([255, 255, 255]).unwrap();
         assert_eq!(f.bands(), 3);
-        let b = img.gaussblur(2.0, 0.2).unwrap();
+        let b = img.gaussblur(2.0, Some(0.2)).unwrap();
         assert_eq!((b.width(), b.height()), (16, 16));
         assert!(!img.without_icc().unwrap().has_icc());
     }

@@ -370,25 +370,36 @@ imgedge_zoom(VipsImage *in, VipsImage **out, int xfac, int yfac)
 	return vips_zoom(in, out, xfac, yfac, NULL);
 }
 
+/* min_ampl <= 0: libvips' default (0.2). */
 int
 imgedge_gaussblur(VipsImage *in, VipsImage **out, double sigma, double min_ampl)
 {
-	return vips_gaussblur(in, out, sigma, "min_ampl", min_ampl, NULL);
+	if (min_ampl > 0.0)
+		return vips_gaussblur(in, out, sigma, "min_ampl", min_ampl, NULL);
+	return vips_gaussblur(in, out, sigma, NULL);
 }
 
+/* r, g, b in 0..255; scaled for 16-bit images as bimg does. */
 int
 imgedge_flatten(VipsImage *in, VipsImage **out, double r, double g, double b)
 {
-	double values[3] = { r, g, b };
+	VipsInterpretation type = vips_image_get_interpretation(in);
+	gboolean sixteen =
+		type == VIPS_INTERPRETATION_RGB16 || type == VIPS_INTERPRETATION_GREY16;
+	double scale = sixteen ? 65535.0 / 255.0 : 1.0;
+	double values[3] = { r * scale, g * scale, b * scale };
 	int n = vips_image_get_bands(in) <= 2 ? 1 : 3;
 	VipsArrayDouble *bg;
 	int result;
 
 	/* A grey image flattens onto the grey value of the colour. */
 	if (n == 1)
-		values[0] = (r + g + b) / 3.0;
+		values[0] = (values[0] + values[1] + values[2]) / 3.0;
 	bg = vips_array_double_new(values, n);
-	result = vips_flatten(in, out, "background", bg, NULL);
+	result = vips_flatten(in, out,
+		"background", bg,
+		"max_alpha", sixteen ? 65535.0 : 255.0,
+		NULL);
 	vips_area_unref(VIPS_AREA(bg));
 	return result;
 }
@@ -477,8 +488,20 @@ imgedge_text_watermark(VipsImage *in, VipsImage **out, const char *text, const c
 			"font", font,
 			NULL) ||
 		vips_linear1(t[1], &t[2], opacity, 0.0, NULL) ||
-		vips_cast(t[2], &t[3], VIPS_FORMAT_UCHAR, NULL) ||
-		vips_embed(t[3], &t[4], 100, 100,
+		vips_cast(t[2], &t[3], VIPS_FORMAT_UCHAR, NULL))
+		goto fail;
+
+	/* The text sits 100 px right and down inside its (text + margin) tile. When the margin
+	 * is too small for any of it to show, bimg fails in vips_embed ("bad dimensions"); the
+	 * watermark is simply invisible, so return the image unchanged instead. */
+	if (vips_image_get_width(t[3]) + margin <= 100 ||
+		vips_image_get_height(t[3]) + margin <= 100) {
+		g_object_ref(t[0]);
+		*out = t[0];
+		g_object_unref(base);
+		return 0;
+	}
+	if (vips_embed(t[3], &t[4], 100, 100,
 			vips_image_get_width(t[3]) + margin,
 			vips_image_get_height(t[3]) + margin,
 			NULL))

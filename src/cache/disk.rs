@@ -1,0 +1,790 @@
+//! L2: variants on local disk (foyer's block engine over a directory), surviving restarts.
+//!
+//! How foyer is set up, and why:
+//! - **Only its disk half is used.** foyer is a hybrid cache with an in-memory tier of its own,
+//!   but moka is L1 here; foyer's memory tier gets a filter that admits nothing, so every entry
+//!   is a pass-through "phantom" and no variant is held in memory twice.
+//! - **Write on insertion** (`HybridCachePolicy::WriteOnInsertion`): a record is queued for disk
+//!   as soon as it is inserted, not when an in-memory copy is evicted, so a crash loses only what
+//!   was still in the write queue.
+//! - **Tombstone log on**: a purge writes a tombstone, so a purged entry does not come back when
+//!   the blocks are scanned again after a restart.
+//! - **No compression** (variants are already compressed images), psync I/O, default FIFO /
+//!   invalid-ratio block eviction.
+//! - **Block size** bounds the largest record; larger variants are skipped and counted.
+//! - **TTL lives in the value**: foyer has none, so a record past its variant's TTL reads as a
+//!   miss and is deleted.
+//!
+//! foyer's own files carry no description of their layout, and its recovery trusts the
+//! directory it is given. So the directory also holds `imgedge-cache.meta`: magic, format
+//! version, capacity and block size, the purge generations (see `purge.rs`), and a SHA-256 over
+//! all of it, rewritten atomically. A directory whose meta is missing, unreadable, for another
+//! layout or another format is not trusted: foyer's files in it are deleted and the cache starts
+//! empty (with a warning saying why). Files that are not ours are never deleted — a mistyped
+//! `disk_dir` pointing at someone's data must not cost them that data. Damage inside foyer's
+//! files under a valid meta is caught by foyer's own checksums (blob index and entries) and
+//! reads as misses; records that pass them but are not variants of this version are deleted.
+//! An exclusive `flock` on `imgedge-cache.lock` keeps a second process off the same directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use foyer::{
+    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
+};
+use sha2::{Digest, Sha256};
+
+use super::key::Key;
+use super::memory::Stored;
+use super::purge::{Binding, Generations, SourceId};
+use super::variant::{Reader, Variant};
+
+const META_FILE: &str = "imgedge-cache.meta";
+const LOCK_FILE: &str = "imgedge-cache.lock";
+/// foyer's `FsDevice` names its files with this prefix.
+const FOYER_PREFIX: &str = "foyer-storage-direct-fs-";
+const META_MAGIC: &[u8; 16] = b"IMGEDGE-L2-META\0";
+/// Covers our record layout and foyer's on-disk format: bump it when either changes (a foyer
+/// upgrade included), and old directories are wiped instead of misread.
+const META_FORMAT: u32 = 1;
+
+const RECORD_MAGIC: [u8; 4] = *b"IEDR";
+const RECORD_VERSION: u8 = 1;
+
+const PAGE: u64 = 4096;
+/// foyer's default blob index size, which it reserves in every block.
+const BLOB_INDEX: u64 = 4096;
+/// foyer's entry header (32 bytes) + our key (32) + the blob's length prefix (4).
+const ENTRY_OVERHEAD: u64 = 32 + 32 + 4;
+/// foyer warns below this; we refuse.
+const MIN_BLOCKS: u64 = 4;
+/// Any record claiming more than this is corrupt (blocks are far smaller).
+const MAX_BLOB: usize = 1 << 30;
+
+/// Raw record bytes as foyer stores them (length-prefixed). Decoding is deferred to us so
+/// that foyer never sees a decoding error for bytes that passed its checksum.
+#[derive(Debug, Clone)]
+pub(crate) struct Blob(Bytes);
+
+impl Code for Key {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        writer.write_all(self.as_bytes()).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        let mut b = [0u8; 32];
+        reader.read_exact(&mut b).map_err(foyer::Error::io_error)?;
+        Ok(Key::from_bytes(b))
+    }
+
+    fn estimated_size(&self) -> usize {
+        32
+    }
+}
+
+impl Code for Blob {
+    fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
+        writer
+            .write_all(&(self.0.len() as u32).to_le_bytes())
+            .and_then(|_| writer.write_all(&self.0))
+            .map_err(foyer::Error::io_error)
+    }
+
+    fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
+        let mut len = [0u8; 4];
+        reader.read_exact(&mut len).map_err(foyer::Error::io_error)?;
+        let len = u32::from_le_bytes(len) as usize;
+        if len > MAX_BLOB {
+            return Ok(Blob(Bytes::new()));
+        }
+        // Grows with what is really there instead of trusting `len` for an allocation.
+        let mut buf = Vec::new();
+        reader
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .map_err(foyer::Error::io_error)?;
+        if buf.len() != len {
+            return Ok(Blob(Bytes::new()));
+        }
+        Ok(Blob(Bytes::from(buf)))
+    }
+
+    fn estimated_size(&self) -> usize {
+        4 + self.0.len()
+    }
+}
+
+/// `"IEDR" | version u8 | has_source u8 | source [32]? | source_gen u64 | all_gen u64 | variant`.
+pub(crate) fn encode_record(stored: &Stored) -> Option<Bytes> {
+    let b = &stored.binding;
+    let mut out = Vec::with_capacity(64 + stored.variant.encoded_len()?);
+    out.extend_from_slice(&RECORD_MAGIC);
+    out.push(RECORD_VERSION);
+    match b.source {
+        Some(s) => {
+            out.push(1);
+            out.extend_from_slice(s.as_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&b.source_generation.to_le_bytes());
+    out.extend_from_slice(&b.all_generation.to_le_bytes());
+    stored.variant.encode_into(&mut out).then(|| Bytes::from(out))
+}
+
+pub(crate) fn decode_record(bytes: &Bytes) -> Option<Stored> {
+    let mut r = Reader { buf: bytes, pos: 0 };
+    if r.take(4)? != RECORD_MAGIC.as_slice() || r.u8()? != RECORD_VERSION {
+        return None;
+    }
+    let source = match r.u8()? {
+        0 => None,
+        1 => Some(SourceId::from_bytes(r.take(32)?.try_into().ok()?)),
+        _ => return None,
+    };
+    let source_generation = r.u64()?;
+    let all_generation = r.u64()?;
+    let variant = Variant::decode_shared(&bytes.slice(r.pos..))?;
+    Some(Stored {
+        variant: Arc::new(variant),
+        binding: Binding {
+            source,
+            source_generation,
+            all_generation,
+        },
+    })
+}
+
+/// The shape foyer lays its files out in; a directory written with another one is not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    capacity: u64,
+    block: u64,
+}
+
+/// What a read from disk found.
+pub(crate) enum DiskRead {
+    Hit(Stored),
+    Miss,
+    /// Passed foyer's checksum but is not a record of ours (deleted).
+    Unreadable,
+    /// foyer reported an I/O error (served as a miss).
+    Error(String),
+}
+
+/// How the directory was found at open; for logs and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Opened {
+    /// Valid meta: entries were recovered.
+    Recovered,
+    /// Started empty, with the reason (e.g. "no meta file", "meta checksum mismatch").
+    Clean(String),
+}
+
+pub(crate) struct DiskTier {
+    cache: HybridCache<Key, Blob>,
+    dir: PathBuf,
+    layout: Layout,
+    max_record: u64,
+    closed: AtomicBool,
+    /// Serialises meta rewrites.
+    meta_write: tokio::sync::Mutex<()>,
+    /// Held for the tier's life: the `flock` is released when it is closed.
+    _lock: File,
+}
+
+impl DiskTier {
+    /// Opens (or creates) the disk tier in `dir`. `capacity` and `block` are bytes.
+    ///
+    /// Returns the tier, the purge generations it had persisted, and how it was found.
+    pub async fn open(
+        dir: &Path,
+        capacity: u64,
+        block: u64,
+    ) -> Result<(DiskTier, Generations, Opened), String> {
+        let layout = check_layout(capacity, block)?;
+        fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create disk cache directory {}: {e}", dir.display()))?;
+        let lock = lock_dir(dir)?;
+
+        let (generations, mut opened) = match read_meta(dir) {
+            Ok(meta) if meta.0 == layout => (meta.1, Opened::Recovered),
+            Ok(meta) => (
+                Generations::default(),
+                Opened::Clean(format!(
+                    "written for {} bytes in {}-byte blocks, now configured for {} in {}",
+                    meta.0.capacity, meta.0.block, layout.capacity, layout.block
+                )),
+            ),
+            Err(reason) => (Generations::default(), Opened::Clean(reason)),
+        };
+        if let Opened::Clean(reason) = &opened {
+            wipe(dir, reason)?;
+        }
+
+        let cache = match build(dir, layout, matches!(opened, Opened::Recovered)).await {
+            Ok(cache) => cache,
+            Err(e) if opened == Opened::Recovered => {
+                let reason = format!("recovery failed: {e}");
+                wipe(dir, &reason)?;
+                opened = Opened::Clean(reason);
+                build(dir, layout, false).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let generations = match opened {
+            Opened::Recovered => generations,
+            Opened::Clean(_) => Generations::default(),
+        };
+        let tier = DiskTier {
+            cache,
+            dir: dir.to_path_buf(),
+            layout,
+            max_record: block - BLOB_INDEX - ENTRY_OVERHEAD,
+            closed: AtomicBool::new(false),
+            meta_write: tokio::sync::Mutex::new(()),
+            _lock: lock,
+        };
+        // Written on every open, so a directory is only trusted once foyer has built on it.
+        tier.save_generations(&generations).await?;
+        Ok((tier, generations, opened))
+    }
+
+    /// Largest record (encoded variant + binding) the tier stores.
+    pub fn max_record(&self) -> u64 {
+        self.max_record
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.layout.capacity
+    }
+
+    pub async fn get(&self, key: &Key) -> DiskRead {
+        match self.cache.get(key).await {
+            Ok(Some(entry)) => match decode_record(&entry.value().0) {
+                Some(stored) => DiskRead::Hit(stored),
+                None => {
+                    self.remove(key);
+                    DiskRead::Unreadable
+                }
+            },
+            Ok(None) => DiskRead::Miss,
+            Err(e) => DiskRead::Error(e.to_string()),
+        }
+    }
+
+    /// Queues the record for writing. False if it is larger than a block allows (not stored)
+    /// or the tier is closed.
+    pub fn insert(&self, key: Key, record: Bytes) -> bool {
+        if record.len() as u64 > self.max_record || self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        self.cache.insert(key, Blob(record));
+        true
+    }
+
+    pub fn remove(&self, key: &Key) {
+        if !self.closed.load(Ordering::Acquire) {
+            self.cache.remove(key);
+        }
+    }
+
+    /// Deletes every entry (foyer rewrites each block's index as empty).
+    pub async fn clear(&self) -> Result<(), String> {
+        self.cache
+            .clear()
+            .await
+            .map_err(|e| format!("clearing the disk cache: {e}"))
+    }
+
+    /// Persists the purge generations (atomically: temp file, fsync, rename, fsync dir).
+    pub async fn save_generations(&self, generations: &Generations) -> Result<(), String> {
+        let _guard = self.meta_write.lock().await;
+        let dir = self.dir.clone();
+        let bytes = encode_meta(self.layout, generations);
+        tokio::task::spawn_blocking(move || write_atomically(&dir, META_FILE, &bytes))
+            .await
+            .map_err(|e| format!("writing {META_FILE}: {e}"))?
+    }
+
+    /// Waits for queued writes to reach the files, then stops accepting new ones.
+    pub async fn close(&self) -> Result<(), String> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.cache
+            .close()
+            .await
+            .map_err(|e| format!("closing the disk cache: {e}"))
+    }
+
+    /// Bytes written to / read from foyer's files since open.
+    pub fn io_bytes(&self) -> (u64, u64) {
+        let s = self.cache.statistics();
+        (s.disk_write_bytes() as u64, s.disk_read_bytes() as u64)
+    }
+}
+
+fn check_layout(capacity: u64, block: u64) -> Result<Layout, String> {
+    if block < 64 * 1024 || block % PAGE != 0 {
+        return Err(format!(
+            "disk_block_bytes must be a multiple of 4096 and at least 65536, got {block}"
+        ));
+    }
+    // The tombstone log takes 16 bytes per possible 4 KiB entry, in whole pages.
+    let tombstones = (capacity / PAGE).div_ceil(PAGE / 16) * PAGE;
+    let blocks = capacity.saturating_sub(tombstones) / block;
+    if blocks < MIN_BLOCKS {
+        return Err(format!(
+            "disk_bytes = {capacity} holds only {blocks} blocks of disk_block_bytes = {block}; \
+             it needs at least {MIN_BLOCKS}: raise disk_bytes or lower disk_block_bytes \
+             (or set disk_bytes = 0 to turn the disk tier off)"
+        ));
+    }
+    Ok(Layout { capacity, block })
+}
+
+async fn build(dir: &Path, layout: Layout, recover: bool) -> Result<HybridCache<Key, Blob>, String> {
+    let device = FsDeviceBuilder::new(dir)
+        .with_capacity(layout.capacity as usize)
+        .build()
+        .map_err(|e| format!("opening disk cache files in {}: {e}", dir.display()))?;
+    let engine = BlockEngineConfig::new(device)
+        .with_block_size(layout.block as usize)
+        // One block's worth, so the largest record always fits the write buffer.
+        .with_buffer_pool_size(layout.block as usize)
+        .with_submit_queue_size_threshold(layout.block as usize * 2)
+        .with_tombstone_log(true);
+    HybridCacheBuilder::new()
+        .with_name("imgedge-l2")
+        .with_policy(HybridCachePolicy::WriteOnInsertion)
+        .with_flush_on_close(false)
+        .memory(64)
+        .with_shards(1)
+        .with_filter(|_: &Key, _: &Blob| false)
+        .storage()
+        .with_io_engine_config(PsyncIoEngineConfig::new())
+        .with_engine_config(engine)
+        .with_recover_mode(if recover {
+            RecoverMode::Quiet
+        } else {
+            RecoverMode::None
+        })
+        .build()
+        .await
+        .map_err(|e| format!("opening the disk cache in {}: {e}", dir.display()))
+}
+
+fn lock_dir(dir: &Path) -> Result<File, String> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "disk cache directory {} is in use by another process (lock on {LOCK_FILE}); \
+             give each imgedge its own disk_dir",
+            dir.display()
+        ));
+    }
+    Ok(file)
+}
+
+/// Deletes foyer's files and our meta; leaves everything else alone.
+fn wipe(dir: &Path, reason: &str) -> Result<(), String> {
+    let entries =
+        fs::read_dir(dir).map_err(|e| format!("cannot list disk cache dir {}: {e}", dir.display()))?;
+    let (mut removed, mut foreign) = (0usize, 0usize);
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(FOYER_PREFIX) || name == META_FILE || name.starts_with(".meta.tmp") {
+            fs::remove_file(entry.path())
+                .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+            removed += 1;
+        } else if name != LOCK_FILE {
+            foreign += 1;
+        }
+    }
+    if removed > 0 || foreign > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            reason,
+            removed_cache_files = removed,
+            unrelated_files_left_alone = foreign,
+            "disk cache directory not trusted; starting with an empty disk cache"
+        );
+    }
+    Ok(())
+}
+
+fn encode_meta(layout: Layout, generations: &Generations) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(META_MAGIC);
+    out.extend_from_slice(&META_FORMAT.to_le_bytes());
+    out.extend_from_slice(&layout.capacity.to_le_bytes());
+    out.extend_from_slice(&layout.block.to_le_bytes());
+    generations.encode(&mut out);
+    let sum = Sha256::digest(&out);
+    out.extend_from_slice(sum.as_slice());
+    out
+}
+
+/// The layout and generations from the meta file, or why the directory is not trusted.
+fn read_meta(dir: &Path) -> Result<(Layout, Generations), String> {
+    let bytes = match fs::read(dir.join(META_FILE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("no {META_FILE}"))
+        }
+        Err(e) => return Err(format!("cannot read {META_FILE}: {e}")),
+    };
+    if bytes.len() < 32 + META_MAGIC.len() {
+        return Err(format!("{META_FILE} is truncated"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if Sha256::digest(body).as_slice() != sum {
+        return Err(format!("{META_FILE} checksum mismatch"));
+    }
+    let mut r = Reader { buf: body, pos: 0 };
+    if r.take(META_MAGIC.len()) != Some(META_MAGIC.as_slice()) {
+        return Err(format!("{META_FILE} is not ours"));
+    }
+    let format = r.u32().ok_or("meta truncated")?;
+    if format != META_FORMAT {
+        return Err(format!("{META_FILE} has format {format}, this build reads {META_FORMAT}"));
+    }
+    let capacity = r.u64().ok_or("meta truncated")?;
+    let block = r.u64().ok_or("meta truncated")?;
+    let generations = Generations::decode(&mut r).ok_or(format!("{META_FILE} is malformed"))?;
+    if r.pos != body.len() {
+        return Err(format!("{META_FILE} has trailing bytes"));
+    }
+    Ok((Layout { capacity, block }, generations))
+}
+
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
+    let tmp = dir.join(".meta.tmp");
+    let path = dir.join(name);
+    let err = |e: std::io::Error| format!("writing {}: {e}", path.display());
+    let mut f = File::create(&tmp).map_err(err)?;
+    f.write_all(bytes).map_err(err)?;
+    f.sync_all().map_err(err)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(err)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::unix_now;
+    use crate::cache::variant::sample;
+
+    const MIB: u64 = 1 << 20;
+    const CAP: u64 = 16 * MIB;
+    const BLOCK: u64 = MIB;
+
+    fn key(i: u32) -> Key {
+        Key::builder().field("i", i.to_le_bytes()).finish()
+    }
+
+    fn stored(body: &[u8]) -> Stored {
+        Stored {
+            variant: Arc::new(sample(body, unix_now(), 3600)),
+            binding: Binding {
+                source: Some(SourceId::new("url:x")),
+                source_generation: 3,
+                all_generation: 1,
+            },
+        }
+    }
+
+    async fn open(dir: &Path) -> (DiskTier, Generations, Opened) {
+        DiskTier::open(dir, CAP, BLOCK).await.unwrap()
+    }
+
+    fn body(i: u32, len: usize) -> Vec<u8> {
+        (0..len).map(|j| (j as u32).wrapping_mul(31).wrapping_add(i) as u8).collect()
+    }
+
+    async fn hit(tier: &DiskTier, k: &Key) -> Option<Stored> {
+        match tier.get(k).await {
+            DiskRead::Hit(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn record_round_trip_and_rejects() {
+        let s = stored(b"img");
+        let rec = encode_record(&s).unwrap();
+        let back = decode_record(&rec).unwrap();
+        assert_eq!(back.binding, s.binding);
+        assert_eq!(*back.variant, *s.variant);
+        let none = Stored {
+            binding: Binding::default(),
+            ..s.clone()
+        };
+        assert_eq!(decode_record(&encode_record(&none).unwrap()).unwrap().binding, Binding::default());
+        for n in 0..rec.len() {
+            assert!(decode_record(&rec.slice(..n)).is_none(), "prefix {n}");
+        }
+        let mut bad = rec.to_vec();
+        bad[5] = 7; // has_source flag
+        assert!(decode_record(&Bytes::from(bad)).is_none());
+    }
+
+    #[test]
+    fn layouts_that_cannot_work_are_refused() {
+        assert!(check_layout(CAP, BLOCK).is_ok());
+        assert!(check_layout(2 << 30, 16 * MIB).is_ok());
+        assert!(check_layout(3 * MIB, MIB).unwrap_err().contains("at least 4"));
+        assert!(check_layout(CAP, 1000).is_err());
+        assert!(check_layout(CAP, 4096).is_err());
+    }
+
+    #[tokio::test]
+    async fn survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, opened) = open(dir.path()).await;
+        assert!(matches!(opened, Opened::Clean(_)), "a new dir starts clean");
+        let s = stored(&body(1, 50_000));
+        tier.insert(key(1), encode_record(&s).unwrap());
+        for i in 2..20 {
+            tier.insert(key(i), encode_record(&stored(&body(i, 10_000))).unwrap());
+        }
+        // Readable before the flush too (foyer serves queued records).
+        assert!(hit(&tier, &key(1)).await.is_some());
+        tier.close().await.unwrap();
+        drop(tier);
+
+        let (tier, generations, opened) = open(dir.path()).await;
+        assert_eq!(opened, Opened::Recovered);
+        assert_eq!(generations, Generations::default());
+        let back = hit(&tier, &key(1)).await.expect("recovered after reopen");
+        assert_eq!(back.variant.body, s.variant.body);
+        assert_eq!(back.binding, s.binding);
+        for i in 2..20 {
+            let got = hit(&tier, &key(i)).await.expect("every entry recovered");
+            assert_eq!(got.variant.body.as_ref(), body(i, 10_000).as_slice());
+        }
+        assert!(matches!(tier.get(&key(999)).await, DiskRead::Miss));
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn removal_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
+        tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        tier.remove(&key(1));
+        assert!(hit(&tier, &key(1)).await.is_none());
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        assert!(hit(&tier, &key(1)).await.is_none(), "tombstone kept it deleted");
+        assert!(hit(&tier, &key(2)).await.is_some());
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn clear_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
+        tier.clear().await.unwrap();
+        assert!(hit(&tier, &key(1)).await.is_none());
+        tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        assert!(hit(&tier, &key(1)).await.is_none());
+        assert!(hit(&tier, &key(2)).await.is_some());
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_larger_than_a_block_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        let max = tier.max_record() as usize;
+        let fits = Bytes::from(vec![0u8; max]);
+        let too_big = Bytes::from(vec![0u8; max + 1]);
+        assert!(!tier.insert(key(2), too_big));
+        // The largest allowed record is really written and read back (not silently dropped).
+        let s = stored(&[]);
+        let mut rec = encode_record(&s).unwrap().to_vec();
+        let pad = max - rec.len();
+        let mut v = (*s.variant).clone();
+        v.body = Bytes::from(vec![9u8; pad]);
+        rec = encode_record(&Stored {
+            variant: Arc::new(v),
+            binding: s.binding,
+        })
+        .unwrap()
+        .to_vec();
+        assert_eq!(rec.len(), max);
+        assert!(tier.insert(key(1), Bytes::from(rec)));
+        drop(fits);
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        let got = hit(&tier, &key(1)).await.expect("a block-sized record round-trips");
+        assert_eq!(got.variant.body.len(), pad);
+        assert!(hit(&tier, &key(2)).await.is_none());
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn generations_persist_in_the_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, mut g, _) = open(dir.path()).await;
+        g.purge_source(SourceId::new("url:a"));
+        tier.save_generations(&g).await.unwrap();
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, back, opened) = open(dir.path()).await;
+        assert_eq!(opened, Opened::Recovered);
+        assert_eq!(back, g);
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_second_process_cannot_share_the_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        // flock locks are per open file description, so a second open in this process is
+        // refused just as another process would be.
+        let err = DiskTier::open(dir.path(), CAP, BLOCK).await.err().unwrap();
+        assert!(err.contains("in use"), "{err}");
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        tier.close().await.unwrap();
+    }
+
+    /// Random bytes over every file foyer wrote, under a valid meta: no crash, no wrong data,
+    /// and the tier keeps working.
+    #[tokio::test]
+    async fn random_bytes_in_cache_files_are_survived() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        for i in 0..20 {
+            tier.insert(key(i), encode_record(&stored(&body(i, 20_000))).unwrap());
+        }
+        tier.close().await.unwrap();
+        drop(tier);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for entry in fs::read_dir(dir.path()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if !name.starts_with(FOYER_PREFIX) {
+                continue;
+            }
+            let len = entry.metadata().unwrap().len() as usize;
+            let junk: Vec<u8> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            fs::write(entry.path(), junk).unwrap();
+        }
+        let (tier, _, opened) = open(dir.path()).await;
+        assert_eq!(opened, Opened::Recovered, "the meta itself was intact");
+        for i in 0..20 {
+            if let Some(got) = hit(&tier, &key(i)).await {
+                assert_eq!(got.variant.body.as_ref(), body(i, 20_000).as_slice());
+            }
+        }
+        tier.insert(key(100), encode_record(&stored(b"after")).unwrap());
+        assert_eq!(hit(&tier, &key(100)).await.unwrap().variant.body.as_ref(), b"after");
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn corrupt_or_foreign_meta_starts_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
+        tier.close().await.unwrap();
+        drop(tier);
+
+        // One flipped bit in the meta.
+        let meta = dir.path().join(META_FILE);
+        let mut bytes = fs::read(&meta).unwrap();
+        bytes[20] ^= 1;
+        fs::write(&meta, &bytes).unwrap();
+        let (tier, _, opened) = open(dir.path()).await;
+        assert!(matches!(&opened, Opened::Clean(r) if r.contains("checksum")), "{opened:?}");
+        assert!(hit(&tier, &key(1)).await.is_none(), "nothing is read from an untrusted dir");
+        tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
+        tier.close().await.unwrap();
+        drop(tier);
+
+        // Same directory, other sizes: the layout differs, so it starts clean again.
+        let (tier, _, opened) = DiskTier::open(dir.path(), 32 * MIB, BLOCK).await.unwrap();
+        assert!(matches!(&opened, Opened::Clean(r) if r.contains("configured")), "{opened:?}");
+        assert!(hit(&tier, &key(2)).await.is_none());
+        tier.close().await.unwrap();
+        drop(tier);
+
+        // Meta replaced by random bytes.
+        fs::write(&meta, vec![0xa5u8; 300]).unwrap();
+        let (tier, _, opened) = open(dir.path()).await;
+        assert!(matches!(opened, Opened::Clean(_)));
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_dir_of_unrelated_files_starts_clean_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("notes.txt"), b"precious").unwrap();
+        fs::create_dir(dir.path().join("photos")).unwrap();
+        fs::write(dir.path().join("photos/cat.jpg"), b"\xff\xd8").unwrap();
+        // A foyer-named file full of junk and no meta: someone else's cache, or a crash
+        // before the meta was written.
+        fs::write(dir.path().join(format!("{FOYER_PREFIX}00000000")), vec![7u8; 123_457]).unwrap();
+        let (tier, _, opened) = open(dir.path()).await;
+        assert!(matches!(&opened, Opened::Clean(r) if r.contains("no ")), "{opened:?}");
+        tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
+        assert!(hit(&tier, &key(1)).await.is_some());
+        tier.close().await.unwrap();
+        drop(tier);
+        assert_eq!(fs::read(dir.path().join("notes.txt")).unwrap(), b"precious");
+        assert!(dir.path().join("photos/cat.jpg").exists());
+        let (tier, _, opened) = open(dir.path()).await;
+        assert_eq!(opened, Opened::Recovered);
+        assert!(hit(&tier, &key(1)).await.is_some());
+        tier.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_valid_record_of_another_kind_reads_as_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        tier.insert(key(1), Bytes::from_static(b"not a record"));
+        assert!(matches!(tier.get(&key(1)).await, DiskRead::Unreadable));
+        assert!(matches!(tier.get(&key(1)).await, DiskRead::Miss), "and was deleted");
+        tier.close().await.unwrap();
+    }
+}
