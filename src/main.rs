@@ -46,8 +46,15 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn")),
         )
         .init();
-    if std::env::args().any(|a| a.trim_start_matches('-').starts_with("gzip")) {
+    // Flags that only meant something to Go's runtime: accepted so old command lines start.
+    let given = |name: &str| {
+        std::env::args().any(|a| a.trim_start_matches('-').split('=').next() == Some(name))
+    };
+    if given("gzip") {
         println!("warning: -gzip flag is deprecated and will not have effect");
+    }
+    if given("mrelease") {
+        tracing::warn!("-mrelease tunes Go's garbage collector and has no effect here: memory is bounded by M_ARENA_MAX and the worker pool");
     }
 
     limit_malloc_arenas();

@@ -38,6 +38,7 @@ mod tests {
 
     #[test]
     fn out_of_bounds_is_libvips_bad_extract_area() {
+        let _errors = crate::ops::vips::error_lock();
         let img = Image::test_pattern(60, 40, 3).unwrap();
         let err = area(&img, 50, 0, 20, 10).unwrap_err();
         assert!(err.message().contains("bad extract area"), "{err}");

@@ -66,16 +66,23 @@ impl Orientation {
     /// For one generic process (spec §9.2): the image's EXIF tag is honoured only when
     /// `rotate` is 0 and `norotation` is off — unless `exif_committed` (an earlier
     /// `/autorotate` pipeline step already decided to apply it).
+    ///
+    /// bimg folds the EXIF mirror into `flip` (`flip = exif_mirror || flip`): asking for `flip`
+    /// on an image whose tag already mirrors it mirrors it once, not twice. After a committed
+    /// `/autorotate` the tag is gone, so a `flip` then mirrors again (imaginary re-encodes
+    /// between pipeline steps).
     pub fn for_options(o: &Options, exif_tag: u32, exif_committed: bool) -> Self {
         let honour = exif_committed || (!rotate_given(o) && !o.no_auto_rotate);
+        let exif = if honour && (2..=8).contains(&exif_tag) {
+            exif_tag
+        } else {
+            1
+        };
+        let (_, exif_mirror) = exif_rotation(exif);
         Orientation {
-            exif: if honour && (2..=8).contains(&exif_tag) {
-                exif_tag
-            } else {
-                1
-            },
+            exif,
             rotate: normalise_rotation(o.rotate),
-            flip: o.flip,
+            flip: o.flip && (exif_committed || !exif_mirror),
             flop: o.flop,
         }
     }
@@ -952,6 +959,18 @@ mod tests {
         let of = Orientation::for_options(&f, 1, false);
         assert!(!of.is_identity() && !of.swaps_axes());
         assert!(Orientation::for_options(&opts(), 1, false).is_identity());
+        // bimg ORs the EXIF mirror with `flip`: one mirror, not two…
+        let flip = Options {
+            flip: true,
+            ..opts()
+        };
+        for tag in [2, 4, 5, 7] {
+            let or = Orientation::for_options(&flip, tag, false);
+            assert_eq!((or.exif, or.flip), (tag, false), "tag {tag}");
+        }
+        assert!(Orientation::for_options(&flip, 6, false).flip);
+        // …but after a committed /autorotate the tag is gone and `flip` mirrors again
+        assert!(Orientation::for_options(&flip, 2, true).flip);
         assert!(Orientation::for_options(&opts(), 0, false).is_identity());
         assert_eq!(Orientation::exif_only(8).unoriented_size(30, 40), (40, 30));
     }

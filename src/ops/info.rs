@@ -89,6 +89,7 @@ mod tests {
 
     #[test]
     fn errors_carry_imaginary_prefix() {
+        let _errors = crate::ops::vips::error_lock();
         let err = json(b"\x89PNG\r\n\x1a\nbroken", Some(ImageType::Png)).unwrap_err();
         assert!(
             err.message()

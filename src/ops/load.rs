@@ -181,6 +181,7 @@ mod tests {
 
     #[test]
     fn garbage_fails_to_open_with_a_message() {
+        let _errors = crate::ops::vips::error_lock();
         let err = Source::open(Arc::from(&b"\xff\xd8\xffgarbage"[..]), ImageType::Jpeg)
             .err()
             .unwrap();

@@ -127,18 +127,15 @@ pub(crate) fn process(
     encoding.saver()?;
 
     let (raw_w, raw_h, tag, committed) = state.geometry_input();
+    let orientation = Orientation::for_options(o, tag, committed);
+    let (w0, h0) = orientation.oriented_size(raw_w, raw_h);
+
     let fitted;
     let o = if endpoint == Endpoint::Fit {
-        // The box is computed on the image as this step receives it: after a pending
-        // /autorotate it is already upright.
-        let (w, h, t) = if committed {
-            let (w, h) = Orientation::exif_only(tag).oriented_size(raw_w, raw_h);
-            (w, h, 1)
-        } else {
-            (raw_w, raw_h, tag)
-        };
-        let (fw, fh) = geometry::fit_box(w, h, o.width, o.height, t, o.no_auto_rotate)
-            .map_err(VipsError::new)?;
+        // The box is fitted to the image as it will come out of `orient`: turned by its EXIF tag
+        // (spec §7's 5–8 swap; FIX: imaginary's swap cancels itself out) or by `rotate`.
+        let (fw, fh) =
+            geometry::fit_box(w0, h0, o.width, o.height, 1, true).map_err(VipsError::new)?;
         fitted = Options {
             width: fw,
             height: fh,
@@ -150,8 +147,6 @@ pub(crate) fn process(
         o
     };
 
-    let orientation = Orientation::for_options(o, tag, committed);
-    let (w0, h0) = orientation.oriented_size(raw_w, raw_h);
     let layout = geometry::layout(o, w0, h0);
 
     // Load: shrink on load when a resample is the first thing to happen to the pixels.

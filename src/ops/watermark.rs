@@ -168,6 +168,7 @@ mod tests {
 
     #[test]
     fn image_watermark_errors() {
+        let _errors = crate::ops::vips::error_lock();
         let img = Image::test_pattern(10, 10, 3).unwrap();
         let w = ImageWatermark {
             url: "http://x/w.png".into(),

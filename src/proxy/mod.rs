@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod origin;
+pub mod placeholder;
 pub mod response;
 pub mod route;
 pub mod source;
@@ -46,6 +47,7 @@ pub struct Edge {
     pool: Arc<Pool>,
     origin: OriginClient,
     signer: Option<Signer>,
+    placeholder: Option<placeholder::Placeholder>,
     rate_limit: Option<RateLimit>,
     started: Instant,
     libvips: String,
@@ -72,14 +74,38 @@ impl Edge {
                 .enable_url_signature
                 .then(|| Signer::new(&cfg.url_signature_key)),
             rate_limit: RateLimit::new(cfg.concurrency, cfg.burst),
+            placeholder: match cfg.enable_placeholder {
+                true => Some(placeholder::Placeholder::load(
+                    cfg.placeholder.as_deref(),
+                    cfg.placeholder_status,
+                )?),
+                false => None,
+            },
             started: Instant::now(),
             libvips,
             cfg,
         })
     }
 
-    /// Steps 1–7 for one request; always yields a reply.
+    /// Steps 1–7 for one request; always yields a reply. With a placeholder configured, error
+    /// replies become placeholder images (except the index 404 and plain-text answers).
     async fn handle(&self, session: &mut Session) -> Reply {
+        let reply = self.dispatch(session).await;
+        let (Some(placeholder), Some(error)) = (&self.placeholder, &reply.error) else {
+            return reply;
+        };
+        if *error == Error::NotFound {
+            return reply;
+        }
+        let pairs = ops::params::query_pairs(session.req_header().uri.query().unwrap_or_default());
+        let mut image = placeholder.reply(&self.pool, error, &pairs).await;
+        image
+            .headers
+            .extend(reply.headers.into_iter().filter(|(n, _)| *n != "Content-Type"));
+        image
+    }
+
+    async fn dispatch(&self, session: &mut Session) -> Reply {
         let req = session.req_header();
         let method = req.method.clone();
         let raw_path = req.uri.path().to_string();

@@ -15,6 +15,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
+    /// The error this reply reports, if any (the placeholder replaces such replies).
+    pub error: Option<Error>,
 }
 
 impl Reply {
@@ -23,6 +25,7 @@ impl Reply {
             status,
             headers: vec![("Content-Type", content_type.to_string())],
             body: body.into(),
+            error: None,
         }
     }
 
@@ -36,6 +39,7 @@ impl Reply {
         if matches!(e, Error::Overloaded) {
             reply.headers.push(("Retry-After", "1".to_string()));
         }
+        reply.error = Some(e.clone());
         reply
     }
 

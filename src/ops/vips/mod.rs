@@ -353,6 +353,14 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
     Ok(header)
 }
 
+/// Tests that make libvips fail hold this lock: libvips' error buffer is process-wide, and a
+/// concurrent failure in another test could otherwise take (or add to) the message under test.
+#[cfg(test)]
+pub(crate) fn error_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A libvips failure, with libvips' own message (trimmed, one line).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VipsError(String);
@@ -1240,6 +1248,7 @@ mod tests {
 
     #[test]
     fn read_header_borrows_and_reports_metadata() {
+        let _errors = crate::ops::vips::error_lock();
         let img = Image::test_pattern(64, 48, 4)
             .unwrap()
             .with_orientation(8)
@@ -1276,6 +1285,7 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_with_libvips_text() {
+        let _errors = crate::ops::vips::error_lock();
         let err = Image::load_bytes(b"definitely not an image", Access::Sequential).unwrap_err();
         assert!(!err.message().is_empty());
         assert!(!err.message().contains('\n'));
@@ -1285,6 +1295,7 @@ mod tests {
 
     #[test]
     fn truncated_jpeg_never_panics() {
+        let _errors = crate::ops::vips::error_lock();
         let bytes = jpeg_of(&Image::test_pattern(64, 48, 3).unwrap());
         for cut in [3, 20, 100, bytes.len() / 2, bytes.len() - 2] {
             let r = Image::load_bytes(&bytes[..cut], Access::Sequential).and_then(|img| {
@@ -1308,6 +1319,7 @@ mod tests {
 
     #[test]
     fn extract_out_of_bounds_carries_libvips_message() {
+        let _errors = crate::ops::vips::error_lock();
         let img = Image::test_pattern(20, 20, 3).unwrap();
         let err = img.extract_area(10, 10, 20, 20).unwrap_err();
         assert!(err.message().contains("extract_area"), "{err}");
@@ -1418,6 +1430,7 @@ mod tests {
 
     #[test]
     fn save_errors_carry_the_encoder_message() {
+        let _errors = crate::ops::vips::error_lock();
         let img = Image::test_pattern(17000, 2, 3).unwrap();
         let err = img
             .save(
