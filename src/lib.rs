@@ -4,6 +4,7 @@
 //! use the same code. See `docs/architecture.md` for the map.
 
 pub mod accesslog;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod ops;

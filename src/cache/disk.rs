@@ -11,6 +11,8 @@
 //!   the blocks are scanned again after a restart.
 //! - **No compression** (variants are already compressed images), psync I/O, default FIFO /
 //!   invalid-ratio block eviction.
+//! - **Its own runtime** (one worker thread, plus tokio's blocking pool for file I/O), so the
+//!   tier does not depend on the lifetime of whichever runtime opened it.
 //! - **Block size** bounds the largest record; larger variants are skipped and counted.
 //! - **TTL lives in the value**: foyer has none, so a record past its variant's TTL reads as a
 //!   miss and is deleted.
@@ -35,7 +37,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use foyer::{
     BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
-    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode,
+    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, Spawner,
 };
 use sha2::{Digest, Sha256};
 
@@ -59,8 +61,8 @@ const RECORD_VERSION: u8 = 1;
 const PAGE: u64 = 4096;
 /// foyer's default blob index size, which it reserves in every block.
 const BLOB_INDEX: u64 = 4096;
-/// foyer's entry header (32 bytes) + our key (32) + the blob's length prefix (4).
-const ENTRY_OVERHEAD: u64 = 32 + 32 + 4;
+/// foyer's entry header (36 bytes) + our key (32) + the blob's length prefix (4).
+const ENTRY_OVERHEAD: u64 = 36 + 32 + 4;
 /// foyer warns below this; we refuse.
 const MIN_BLOCKS: u64 = 4;
 /// Any record claiming more than this is corrupt (blocks are far smaller).
@@ -73,7 +75,9 @@ pub(crate) struct Blob(Bytes);
 
 impl Code for Key {
     fn encode(&self, writer: &mut impl Write) -> foyer::Result<()> {
-        writer.write_all(self.as_bytes()).map_err(foyer::Error::io_error)
+        writer
+            .write_all(self.as_bytes())
+            .map_err(foyer::Error::io_error)
     }
 
     fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
@@ -97,7 +101,9 @@ impl Code for Blob {
 
     fn decode(reader: &mut impl Read) -> foyer::Result<Self> {
         let mut len = [0u8; 4];
-        reader.read_exact(&mut len).map_err(foyer::Error::io_error)?;
+        reader
+            .read_exact(&mut len)
+            .map_err(foyer::Error::io_error)?;
         let len = u32::from_le_bytes(len) as usize;
         if len > MAX_BLOB {
             return Ok(Blob(Bytes::new()));
@@ -134,7 +140,10 @@ pub(crate) fn encode_record(stored: &Stored) -> Option<Bytes> {
     }
     out.extend_from_slice(&b.source_generation.to_le_bytes());
     out.extend_from_slice(&b.all_generation.to_le_bytes());
-    stored.variant.encode_into(&mut out).then(|| Bytes::from(out))
+    stored
+        .variant
+        .encode_into(&mut out)
+        .then(|| Bytes::from(out))
 }
 
 pub(crate) fn decode_record(bytes: &Bytes) -> Option<Stored> {
@@ -288,13 +297,27 @@ impl DiskTier {
         true
     }
 
+    /// Deletes the entry. A record still in foyer's write queue can be served until that
+    /// write completes; use [`DiskTier::purge`] where that matters.
     pub fn remove(&self, key: &Key) {
         if !self.closed.load(Ordering::Acquire) {
             self.cache.remove(key);
         }
     }
 
-    /// Deletes every entry (foyer rewrites each block's index as empty).
+    /// Deletes the entry and waits until no queued write can serve it any more.
+    pub async fn purge(&self, key: &Key) {
+        if !self.closed.load(Ordering::Acquire) {
+            self.cache.remove(key);
+            self.cache.storage().wait().await;
+        }
+    }
+
+    /// Deletes every entry now. Not durable on its own: foyer's `destroy` zeroes each block's
+    /// first index page, but the block being written keeps its in-memory blob index and writes
+    /// it back with the next record, so entries written before the clear into that block can
+    /// be recovered after a restart. `Cache::purge_all` bumps the purge-all generation first,
+    /// which makes any such survivor read as stale.
     pub async fn clear(&self) -> Result<(), String> {
         self.cache
             .clear()
@@ -349,11 +372,24 @@ fn check_layout(capacity: u64, block: u64) -> Result<Layout, String> {
     Ok(Layout { capacity, block })
 }
 
-async fn build(dir: &Path, layout: Layout, recover: bool) -> Result<HybridCache<Key, Blob>, String> {
+async fn build(
+    dir: &Path,
+    layout: Layout,
+    recover: bool,
+) -> Result<HybridCache<Key, Blob>, String> {
     let device = FsDeviceBuilder::new(dir)
         .with_capacity(layout.capacity as usize)
         .build()
         .map_err(|e| format!("opening disk cache files in {}: {e}", dir.display()))?;
+    // foyer's flushers, reclaimers and file I/O get a runtime of their own: the tier then
+    // works whichever runtime (pingora runs one per service) opened it or calls it, and
+    // outlives a runtime used only to open it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("imgedge-l2")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the disk cache's I/O runtime: {e}"))?;
     let engine = BlockEngineConfig::new(device)
         .with_block_size(layout.block as usize)
         // One block's worth, so the largest record always fits the write buffer.
@@ -368,6 +404,7 @@ async fn build(dir: &Path, layout: Layout, recover: bool) -> Result<HybridCache<
         .with_shards(1)
         .with_filter(|_: &Key, _: &Blob| false)
         .storage()
+        .with_spawner(Spawner::from(runtime))
         .with_io_engine_config(PsyncIoEngineConfig::new())
         .with_engine_config(engine)
         .with_recover_mode(if recover {
@@ -404,8 +441,8 @@ fn lock_dir(dir: &Path) -> Result<File, String> {
 
 /// Deletes foyer's files and our meta; leaves everything else alone.
 fn wipe(dir: &Path, reason: &str) -> Result<(), String> {
-    let entries =
-        fs::read_dir(dir).map_err(|e| format!("cannot list disk cache dir {}: {e}", dir.display()))?;
+    let entries = fs::read_dir(dir)
+        .map_err(|e| format!("cannot list disk cache dir {}: {e}", dir.display()))?;
     let (mut removed, mut foreign) = (0usize, 0usize);
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -464,7 +501,9 @@ fn read_meta(dir: &Path) -> Result<(Layout, Generations), String> {
     }
     let format = r.u32().ok_or("meta truncated")?;
     if format != META_FORMAT {
-        return Err(format!("{META_FILE} has format {format}, this build reads {META_FORMAT}"));
+        return Err(format!(
+            "{META_FILE} has format {format}, this build reads {META_FORMAT}"
+        ));
     }
     let capacity = r.u64().ok_or("meta truncated")?;
     let block = r.u64().ok_or("meta truncated")?;
@@ -518,7 +557,9 @@ mod tests {
     }
 
     fn body(i: u32, len: usize) -> Vec<u8> {
-        (0..len).map(|j| (j as u32).wrapping_mul(31).wrapping_add(i) as u8).collect()
+        (0..len)
+            .map(|j| (j as u32).wrapping_mul(31).wrapping_add(i) as u8)
+            .collect()
     }
 
     async fn hit(tier: &DiskTier, k: &Key) -> Option<Stored> {
@@ -539,7 +580,12 @@ mod tests {
             binding: Binding::default(),
             ..s.clone()
         };
-        assert_eq!(decode_record(&encode_record(&none).unwrap()).unwrap().binding, Binding::default());
+        assert_eq!(
+            decode_record(&encode_record(&none).unwrap())
+                .unwrap()
+                .binding,
+            Binding::default()
+        );
         for n in 0..rec.len() {
             assert!(decode_record(&rec.slice(..n)).is_none(), "prefix {n}");
         }
@@ -552,7 +598,9 @@ mod tests {
     fn layouts_that_cannot_work_are_refused() {
         assert!(check_layout(CAP, BLOCK).is_ok());
         assert!(check_layout(2 << 30, 16 * MIB).is_ok());
-        assert!(check_layout(3 * MIB, MIB).unwrap_err().contains("at least 4"));
+        assert!(check_layout(3 * MIB, MIB)
+            .unwrap_err()
+            .contains("at least 4"));
         assert!(check_layout(CAP, 1000).is_err());
         assert!(check_layout(CAP, 4096).is_err());
     }
@@ -595,18 +643,21 @@ mod tests {
         tier.close().await.unwrap();
         drop(tier);
         let (tier, _, _) = open(dir.path()).await;
-        tier.remove(&key(1));
+        tier.purge(&key(1)).await;
         assert!(hit(&tier, &key(1)).await.is_none());
         tier.close().await.unwrap();
         drop(tier);
         let (tier, _, _) = open(dir.path()).await;
-        assert!(hit(&tier, &key(1)).await.is_none(), "tombstone kept it deleted");
+        assert!(
+            hit(&tier, &key(1)).await.is_none(),
+            "tombstone kept it deleted"
+        );
         assert!(hit(&tier, &key(2)).await.is_some());
         tier.close().await.unwrap();
     }
 
     #[tokio::test]
-    async fn clear_survives_reopen() {
+    async fn clear_empties_now_and_later_writes_survive() {
         let dir = tempfile::tempdir().unwrap();
         let (tier, _, _) = open(dir.path()).await;
         tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
@@ -615,8 +666,9 @@ mod tests {
         tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
         tier.close().await.unwrap();
         drop(tier);
+        // What is written after a clear survives it; what was cleared may come back (see
+        // `clear`), which `Cache::purge_all` covers with a generation.
         let (tier, _, _) = open(dir.path()).await;
-        assert!(hit(&tier, &key(1)).await.is_none());
         assert!(hit(&tier, &key(2)).await.is_some());
         tier.close().await.unwrap();
     }
@@ -647,7 +699,9 @@ mod tests {
         tier.close().await.unwrap();
         drop(tier);
         let (tier, _, _) = open(dir.path()).await;
-        let got = hit(&tier, &key(1)).await.expect("a block-sized record round-trips");
+        let got = hit(&tier, &key(1))
+            .await
+            .expect("a block-sized record round-trips");
         assert_eq!(got.variant.body.len(), pad);
         assert!(hit(&tier, &key(2)).await.is_none());
         tier.close().await.unwrap();
@@ -717,7 +771,10 @@ mod tests {
             }
         }
         tier.insert(key(100), encode_record(&stored(b"after")).unwrap());
-        assert_eq!(hit(&tier, &key(100)).await.unwrap().variant.body.as_ref(), b"after");
+        assert_eq!(
+            hit(&tier, &key(100)).await.unwrap().variant.body.as_ref(),
+            b"after"
+        );
         tier.close().await.unwrap();
     }
 
@@ -735,15 +792,24 @@ mod tests {
         bytes[20] ^= 1;
         fs::write(&meta, &bytes).unwrap();
         let (tier, _, opened) = open(dir.path()).await;
-        assert!(matches!(&opened, Opened::Clean(r) if r.contains("checksum")), "{opened:?}");
-        assert!(hit(&tier, &key(1)).await.is_none(), "nothing is read from an untrusted dir");
+        assert!(
+            matches!(&opened, Opened::Clean(r) if r.contains("checksum")),
+            "{opened:?}"
+        );
+        assert!(
+            hit(&tier, &key(1)).await.is_none(),
+            "nothing is read from an untrusted dir"
+        );
         tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
         tier.close().await.unwrap();
         drop(tier);
 
         // Same directory, other sizes: the layout differs, so it starts clean again.
         let (tier, _, opened) = DiskTier::open(dir.path(), 32 * MIB, BLOCK).await.unwrap();
-        assert!(matches!(&opened, Opened::Clean(r) if r.contains("configured")), "{opened:?}");
+        assert!(
+            matches!(&opened, Opened::Clean(r) if r.contains("configured")),
+            "{opened:?}"
+        );
         assert!(hit(&tier, &key(2)).await.is_none());
         tier.close().await.unwrap();
         drop(tier);
@@ -763,9 +829,16 @@ mod tests {
         fs::write(dir.path().join("photos/cat.jpg"), b"\xff\xd8").unwrap();
         // A foyer-named file full of junk and no meta: someone else's cache, or a crash
         // before the meta was written.
-        fs::write(dir.path().join(format!("{FOYER_PREFIX}00000000")), vec![7u8; 123_457]).unwrap();
+        fs::write(
+            dir.path().join(format!("{FOYER_PREFIX}00000000")),
+            vec![7u8; 123_457],
+        )
+        .unwrap();
         let (tier, _, opened) = open(dir.path()).await;
-        assert!(matches!(&opened, Opened::Clean(r) if r.contains("no ")), "{opened:?}");
+        assert!(
+            matches!(&opened, Opened::Clean(r) if r.contains("no ")),
+            "{opened:?}"
+        );
         tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
         assert!(hit(&tier, &key(1)).await.is_some());
         tier.close().await.unwrap();
@@ -784,7 +857,11 @@ mod tests {
         let (tier, _, _) = open(dir.path()).await;
         tier.insert(key(1), Bytes::from_static(b"not a record"));
         assert!(matches!(tier.get(&key(1)).await, DiskRead::Unreadable));
-        assert!(matches!(tier.get(&key(1)).await, DiskRead::Miss), "and was deleted");
+        tier.cache.storage().wait().await;
+        assert!(
+            matches!(tier.get(&key(1)).await, DiskRead::Miss),
+            "and was deleted"
+        );
         tier.close().await.unwrap();
     }
 }

@@ -310,13 +310,21 @@ mod tests {
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Miss).count(), 1);
-        assert_eq!(outcomes.iter().filter(|o| **o == Outcome::Coalesced).count(), 49);
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == Outcome::Coalesced)
+                .count(),
+            49
+        );
         let s = cache.stats();
         assert_eq!((s.produce_calls, s.coalesced_waiters), (1, 49));
         assert_eq!(cache.inner.flights.in_flight(), 0);
         // Now cached: no more production.
         let (_, outcome) = cache
-            .get_or_produce(key("hot"), || async { Err::<Arc<Variant>, _>("unused".to_string()) })
+            .get_or_produce(key("hot"), || async {
+                Err::<Arc<Variant>, _>("unused".to_string())
+            })
             .await
             .unwrap();
         assert_eq!(outcome, Outcome::HitMemory);
@@ -369,7 +377,10 @@ mod tests {
                 .expect("waiters finish")
                 .unwrap()
                 .unwrap();
-            assert_eq!((v.body.as_ref(), outcome), (&b"made"[..], Outcome::Coalesced));
+            assert_eq!(
+                (v.body.as_ref(), outcome),
+                (&b"made"[..], Outcome::Coalesced)
+            );
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         // The cancelled leader's task still stored the result.
@@ -405,11 +416,18 @@ mod tests {
             assert_eq!(t.await.unwrap().unwrap_err(), "origin said 502");
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert!(cache.get(&key("bad")).await.is_none(), "errors are not cached");
+        assert!(
+            cache.get(&key("bad")).await.is_none(),
+            "errors are not cached"
+        );
         let res: Res = cache
             .get_or_produce(key("bad"), || async { Ok(variant(b"recovered")) })
             .await;
-        assert_eq!(res.unwrap().1, Outcome::Miss, "the next request tries again");
+        assert_eq!(
+            res.unwrap().1,
+            Outcome::Miss,
+            "the next request tries again"
+        );
         assert_eq!(cache.stats().produce_failures, 1);
         cache.close().await.unwrap();
     }
@@ -440,7 +458,9 @@ mod tests {
             let cache = cache.clone();
             tokio::spawn(async move {
                 cache
-                    .get_or_produce(key("p"), || async { Ok::<_, String>(variant(b"second try")) })
+                    .get_or_produce(key("p"), || async {
+                        Ok::<_, String>(variant(b"second try"))
+                    })
                     .await
             })
         };
@@ -451,7 +471,10 @@ mod tests {
         let err = leader.await.unwrap_err();
         assert!(err.is_panic());
         let (v, outcome) = waiter.await.unwrap().unwrap();
-        assert_eq!((v.body.as_ref(), outcome), (&b"second try"[..], Outcome::Miss));
+        assert_eq!(
+            (v.body.as_ref(), outcome),
+            (&b"second try"[..], Outcome::Miss)
+        );
         assert_eq!(cache.inner.flights.in_flight(), 0);
         cache.close().await.unwrap();
     }
@@ -466,7 +489,10 @@ mod tests {
         let cache = Cache::open(config(dir.path())).await.unwrap();
         let never = || async { Err::<Arc<Variant>, String>("must not produce".into()) };
         let (v, outcome) = cache.get_or_produce(key("d"), never).await.unwrap();
-        assert_eq!((v.body.as_ref(), outcome), (&b"from disk"[..], Outcome::HitDisk));
+        assert_eq!(
+            (v.body.as_ref(), outcome),
+            (&b"from disk"[..], Outcome::HitDisk)
+        );
         let (_, outcome) = cache.get_or_produce(key("d"), never).await.unwrap();
         assert_eq!(outcome, Outcome::HitMemory);
         assert_eq!(cache.get(&key("d")).await.unwrap().1, Tier::Memory);
@@ -483,9 +509,13 @@ mod tests {
         })
         .await
         .unwrap();
-        let res: Res = cache.get_or_produce(key("x"), || async { Ok(variant(b"x")) }).await;
+        let res: Res = cache
+            .get_or_produce(key("x"), || async { Ok(variant(b"x")) })
+            .await;
         assert_eq!(res.unwrap().1, Outcome::Miss);
-        let res: Res = cache.get_or_produce(key("x"), || async { Ok(variant(b"x")) }).await;
+        let res: Res = cache
+            .get_or_produce(key("x"), || async { Ok(variant(b"x")) })
+            .await;
         assert_eq!(res.unwrap().1, Outcome::Miss, "nothing to hit");
     }
 
@@ -512,8 +542,15 @@ mod tests {
         cache.purge_source(&src).await.unwrap();
         gate.notify_one();
         let (v, _) = producing.await.unwrap().unwrap();
-        assert_eq!(v.body.as_ref(), b"from old bytes", "the caller still gets its answer");
-        assert!(cache.get(&key("a")).await.is_none(), "but it is not served afterwards");
+        assert_eq!(
+            v.body.as_ref(),
+            b"from old bytes",
+            "the caller still gets its answer"
+        );
+        assert!(
+            cache.get(&key("a")).await.is_none(),
+            "but it is not served afterwards"
+        );
         let res: Res = cache
             .get_or_produce_for_source(key("a"), src, || async { Ok(variant(b"new")) })
             .await;

@@ -211,7 +211,9 @@ mod tests {
         let k = key(&[("endpoint", "crop")]);
         let hex = k.to_hex();
         assert_eq!(hex.len(), 64);
-        assert!(hex.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(hex
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(Key::from_hex(&hex), Some(k));
         assert_eq!(Key::from_hex(&hex.to_uppercase()), Some(k));
         assert_eq!(Key::from_hex(&hex[..63]), None);

@@ -16,7 +16,6 @@ use super::key::Key;
 use super::purge::Binding;
 use super::stats::{bump, Counters};
 use super::variant::Variant;
-use super::unix_now;
 
 /// Longest expiry handed to moka (ten years): a TTL of `u64::MAX` means "forever" to us but
 /// must not overflow moka's `Instant` arithmetic.
@@ -102,7 +101,10 @@ impl MemoryTier {
 
     /// Drops every entry whose binding matches (applied by moka in the background).
     pub fn remove_bound_to(&self, matches: impl Fn(&Binding) -> bool + Send + Sync + 'static) {
-        if let Err(e) = self.cache.invalidate_entries_if(move |_, v| matches(&v.binding)) {
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |_, v| matches(&v.binding))
+        {
             tracing::warn!(error = %e, "memory cache could not register a purge");
         }
     }
@@ -132,6 +134,7 @@ impl MemoryTier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::unix_now;
     use crate::cache::variant::sample;
     use std::sync::atomic::Ordering;
 
@@ -189,7 +192,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(2_050)).await;
         assert!(tier.get(&key(1)).await.is_none(), "expired by its own TTL");
         assert!(tier.get(&key(2)).await.is_some());
-        assert!(tier.get(&key(3)).await.is_some(), "a huge TTL does not overflow");
+        assert!(
+            tier.get(&key(3)).await.is_some(),
+            "a huge TTL does not overflow"
+        );
         tier.sync().await;
         assert_eq!(counters.memory_expirations.load(Ordering::Relaxed), 1);
     }

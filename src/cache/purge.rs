@@ -190,7 +190,10 @@ mod tests {
         let ba2 = g.bind(Some(a));
         assert!(g.is_current(&ba2));
         assert!(g.purge_source(a));
-        assert!(!g.is_current(&ba2), "a second purge invalidates the newer generation");
+        assert!(
+            !g.is_current(&ba2),
+            "a second purge invalidates the newer generation"
+        );
     }
 
     #[test]
@@ -220,7 +223,11 @@ mod tests {
         let back = Generations::decode(&mut Reader { buf: &buf, pos: 0 }).unwrap();
         assert_eq!(back, g);
         for n in 0..buf.len() {
-            assert!(Generations::decode(&mut Reader { buf: &buf[..n], pos: 0 }).is_none());
+            assert!(Generations::decode(&mut Reader {
+                buf: &buf[..n],
+                pos: 0
+            })
+            .is_none());
         }
         // A count claiming billions of entries must not allocate them.
         let mut huge = buf.clone();
@@ -237,7 +244,10 @@ mod tests {
             assert!(g.purge_source(SourceId::from_bytes(id)));
         }
         assert_eq!(g.purged_sources(), MAX_PURGED_SOURCES);
-        assert!(g.purge_source(SourceId::from_bytes([0u8; 32])), "a known source can be re-purged");
+        assert!(
+            g.purge_source(SourceId::from_bytes([0u8; 32])),
+            "a known source can be re-purged"
+        );
         assert!(!g.purge_source(SourceId::new("new")), "a new one cannot");
         g.purge_all();
         assert!(g.purge_source(SourceId::new("new")));

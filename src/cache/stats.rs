@@ -73,6 +73,8 @@ pub struct CacheStats {
 
     /// Entries found bound to a purged source (or to before a purge-all), removed.
     pub stale_generation_removed: u64,
+    /// Gauge: sources purged since the last purge-all (the generation table's size).
+    pub purged_sources: u64,
     /// Inserts refused because the variant was already expired.
     pub not_fresh_skipped: u64,
     /// Times a `produce` closure was called (cache misses that did work).

@@ -191,7 +191,7 @@ impl Cache {
             m.remove(key).await;
         }
         if let Some(d) = &self.inner.disk {
-            d.remove(key);
+            d.purge(key).await;
         }
     }
 
@@ -200,19 +200,15 @@ impl Cache {
     /// when next looked up. The source cache entry for the origin URL, if any, is separate:
     /// see [`SourceCache::remove`].
     pub async fn purge_source(&self, source: &SourceId) -> Result<(), String> {
-        let _guard = self.inner.purge_lock.lock().await;
-        let snapshot = {
-            let mut g = self.inner.generations.write().unwrap_or_else(|e| e.into_inner());
-            if !g.purge_source(*source) {
-                tracing::warn!(
-                    "more than {} sources purged since the last full purge; purging everything",
-                    super::purge::MAX_PURGED_SOURCES
-                );
-                drop(g);
-                drop(_guard);
-                return self.purge_all().await;
-            }
-            g.clone()
+        let guard = self.inner.purge_lock.lock().await;
+        let Some(snapshot) = self.with_generations(|g| g.purge_source(*source).then(|| g.clone()))
+        else {
+            tracing::warn!(
+                "more than {} sources purged since the last full purge; purging everything",
+                super::purge::MAX_PURGED_SOURCES
+            );
+            drop(guard);
+            return self.purge_all().await;
         };
         if let Some(m) = &self.inner.memory {
             // Memory is freed right away rather than when each entry is next looked up.
@@ -228,11 +224,10 @@ impl Cache {
     /// Drops every variant in both tiers, durably. The source cache is cleared too.
     pub async fn purge_all(&self) -> Result<(), String> {
         let _guard = self.inner.purge_lock.lock().await;
-        let snapshot = {
-            let mut g = self.inner.generations.write().unwrap_or_else(|e| e.into_inner());
+        let snapshot = self.with_generations(|g| {
             g.purge_all();
             g.clone()
-        };
+        });
         if let Some(m) = &self.inner.memory {
             m.clear();
         }
@@ -258,6 +253,12 @@ impl Cache {
             (s.disk_io_write_bytes, s.disk_io_read_bytes) = d.io_bytes();
             s.disk_capacity_bytes = d.capacity();
         }
+        s.purged_sources = self
+            .inner
+            .generations
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .purged_sources() as u64;
         s
     }
 
@@ -278,6 +279,14 @@ impl Cache {
     }
 
     // ---- shared by get/insert and single-flight ----
+
+    fn with_generations<T>(&self, f: impl FnOnce(&mut Generations) -> T) -> T {
+        f(&mut self
+            .inner
+            .generations
+            .write()
+            .unwrap_or_else(|e| e.into_inner()))
+    }
 
     pub(crate) fn bind(&self, source: Option<SourceId>) -> Binding {
         self.inner
@@ -457,6 +466,34 @@ pub(crate) mod tests {
         cache.close().await.unwrap();
     }
 
+    /// Opened on one runtime that then goes away (as a start-up runtime would), used from
+    /// another (as pingora's service runtimes would).
+    #[test]
+    fn outlives_the_runtime_that_opened_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = || tokio::runtime::Runtime::new().unwrap();
+        let opener = rt();
+        let cache = opener.block_on(async {
+            let cache = Cache::open(config(dir.path())).await.unwrap();
+            cache.insert(key("early"), variant(b"early")).await;
+            cache
+        });
+        drop(opener);
+        rt().block_on(async {
+            assert!(cache.get(&key("early")).await.is_some());
+            cache.insert(key("late"), variant(b"late")).await;
+            cache.close().await.unwrap();
+        });
+        drop(cache);
+        rt().block_on(async {
+            let cache = Cache::open(config(dir.path())).await.unwrap();
+            for k in ["early", "late"] {
+                assert_eq!(cache.get(&key(k)).await.unwrap().1, Tier::Disk, "{k}");
+            }
+            cache.close().await.unwrap();
+        });
+    }
+
     #[tokio::test]
     async fn tiers_can_be_turned_off() {
         let dir = tempfile::tempdir().unwrap();
@@ -468,7 +505,10 @@ pub(crate) mod tests {
         .unwrap();
         memory_only.insert(key("m"), variant(b"m")).await;
         assert_eq!(memory_only.get(&key("m")).await.unwrap().1, Tier::Memory);
-        assert!(!dir.path().join("unused").exists(), "no directory without a disk tier");
+        assert!(
+            !dir.path().join("unused").exists(),
+            "no directory without a disk tier"
+        );
 
         let disk_only = Cache::open(CacheConfig {
             memory_bytes: 0,
@@ -506,7 +546,11 @@ pub(crate) mod tests {
         cache.insert(key("short"), short).await;
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         assert!(cache.get(&key("short")).await.is_none());
-        assert_eq!(cache.stats().disk_expired_removed, 1, "found stale on disk and removed");
+        assert_eq!(
+            cache.stats().disk_expired_removed,
+            1,
+            "found stale on disk and removed"
+        );
         cache.close().await.unwrap();
     }
 
@@ -514,7 +558,9 @@ pub(crate) mod tests {
     async fn oversized_variants_skip_disk_but_stay_in_memory() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::open(config(dir.path())).await.unwrap();
-        cache.insert(key("big"), variant(&vec![1u8; 2 * MIB as usize])).await;
+        cache
+            .insert(key("big"), variant(&vec![1u8; 2 * MIB as usize]))
+            .await;
         assert_eq!(cache.stats().disk_skipped_too_large, 1);
         assert_eq!(cache.get(&key("big")).await.unwrap().1, Tier::Memory);
         cache.close().await.unwrap();
@@ -548,8 +594,12 @@ pub(crate) mod tests {
         let dog = SourceId::new("url:https://origin/dog.jpg");
         let cache = Cache::open(config(dir.path())).await.unwrap();
         for w in ["100", "200", "300"] {
-            cache.insert_for_source(key(&format!("cat{w}")), variant(b"cat"), cat).await;
-            cache.insert_for_source(key(&format!("dog{w}")), variant(b"dog"), dog).await;
+            cache
+                .insert_for_source(key(&format!("cat{w}")), variant(b"cat"), cat)
+                .await;
+            cache
+                .insert_for_source(key(&format!("dog{w}")), variant(b"dog"), dog)
+                .await;
         }
         cache.insert(key("plain"), variant(b"plain")).await;
         cache.close().await.unwrap();
@@ -558,23 +608,42 @@ pub(crate) mod tests {
         // Restart: the purge must reach variants that only the disk knows about.
         let cache = Cache::open(config(dir.path())).await.unwrap();
         assert_eq!(cache.get(&key("cat100")).await.unwrap().1, Tier::Disk);
+        assert_eq!(cache.get(&key("cat100")).await.unwrap().1, Tier::Memory);
         cache.purge_source(&cat).await.unwrap();
+        assert_eq!(cache.stats().purged_sources, 1);
+        assert!(
+            cache.get(&key("cat100")).await.is_none(),
+            "gone from memory and disk"
+        );
         for w in ["100", "200", "300"] {
-            assert!(cache.get(&key(&format!("cat{w}"))).await.is_none(), "cat{w}");
-            assert!(cache.get(&key(&format!("dog{w}"))).await.is_some(), "dog{w}");
+            assert!(
+                cache.get(&key(&format!("dog{w}"))).await.is_some(),
+                "dog{w}"
+            );
         }
         assert!(cache.get(&key("plain")).await.is_some());
         // New variants of the purged source are cached again.
-        cache.insert_for_source(key("cat100"), variant(b"cat v2"), cat).await;
-        assert_eq!(cache.get(&key("cat100")).await.unwrap().0.body.as_ref(), b"cat v2");
+        cache
+            .insert_for_source(key("cat100"), variant(b"cat v2"), cat)
+            .await;
+        assert_eq!(
+            cache.get(&key("cat100")).await.unwrap().0.body.as_ref(),
+            b"cat v2"
+        );
         cache.close().await.unwrap();
         drop(cache);
 
+        // cat200 and cat300 were never looked up since the purge: still on disk, and only the
+        // persisted generation keeps them from being served.
         let cache = Cache::open(config(dir.path())).await.unwrap();
-        assert!(cache.get(&key("cat200")).await.is_none(), "purge survived the restart");
-        assert_eq!(cache.get(&key("cat100")).await.unwrap().0.body.as_ref(), b"cat v2");
+        assert!(cache.get(&key("cat200")).await.is_none());
+        assert!(cache.get(&key("cat300")).await.is_none());
+        assert_eq!(cache.stats().stale_generation_removed, 2);
+        assert_eq!(
+            cache.get(&key("cat100")).await.unwrap().0.body.as_ref(),
+            b"cat v2"
+        );
         assert!(cache.get(&key("dog200")).await.is_some());
-        assert!(cache.stats().stale_generation_removed >= 1);
         cache.close().await.unwrap();
     }
 
@@ -609,7 +678,9 @@ pub(crate) mod tests {
         .await
         .unwrap();
         for i in 0..100 {
-            cache.insert(key(&i.to_string()), variant(&[0u8; 10_000])).await;
+            cache
+                .insert(key(&i.to_string()), variant(&[0u8; 10_000]))
+                .await;
         }
         cache.sync().await;
         let s = cache.stats();

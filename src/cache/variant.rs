@@ -177,11 +177,6 @@ impl<'a> Reader<'a> {
     pub fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
-    pub fn rest(&mut self) -> &'a [u8] {
-        let s = &self.buf[self.pos.min(self.buf.len())..];
-        self.pos = self.buf.len();
-        s
-    }
 }
 
 #[cfg(test)]
@@ -211,9 +206,15 @@ mod tests {
         assert_eq!(v.age(900), 0, "clock went backwards");
         assert_eq!(v.remaining_ttl(1_030), 30);
         assert_eq!(v.remaining_ttl(2_000), 0);
-        assert!(!sample(b"x", 1_000, 0).is_fresh(1_000), "ttl 0 is never fresh");
+        assert!(
+            !sample(b"x", 1_000, 0).is_fresh(1_000),
+            "ttl 0 is never fresh"
+        );
         let forever = sample(b"x", 1_000, u64::MAX);
-        assert!(forever.is_fresh(u64::MAX - 1), "saturates instead of overflowing");
+        assert!(
+            forever.is_fresh(u64::MAX - 1),
+            "saturates instead of overflowing"
+        );
     }
 
     #[test]

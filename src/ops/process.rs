@@ -80,6 +80,18 @@ impl State {
         }
     }
 
+    /// Before a step whose failure will be ignored: a sequentially read current image is
+    /// rendered to memory, because the failing step may already have read it once and the
+    /// image must be read again by the next step or the final save.
+    pub fn make_rereadable(&mut self) -> Result<(), VipsError> {
+        if let Current::Decoded(img) = &self.current {
+            if img.is_sequential() {
+                self.current = Current::Decoded(img.random_access()?);
+            }
+        }
+        Ok(())
+    }
+
     /// Moves on to one step's result.
     pub fn advance(&mut self, current: Current, enc: &Encoding) {
         self.current = current;

@@ -174,6 +174,9 @@ fn produce(
         PlanKind::Pipeline(steps) => {
             let mut last = None;
             for s in steps {
+                if s.ignore_failure {
+                    state.make_rereadable()?;
+                }
                 match step(&state, s.endpoint, &s.options, watermarks) {
                     Ok((next, enc)) => {
                         state.advance(next, &enc);
@@ -443,6 +446,36 @@ mod tests {
             },
         );
         assert_eq!(go(&plan, &input).4, 0);
+    }
+
+    #[test]
+    fn reset_orientation_reaches_every_output_format() {
+        let input = jpeg(400, 200, 6);
+        for t in [
+            ImageType::Png,
+            ImageType::Webp,
+            ImageType::Tiff,
+            ImageType::Jpeg,
+        ] {
+            let plan = transform(
+                Endpoint::Resize,
+                Options {
+                    width: 100,
+                    embed: true,
+                    output: Some(t),
+                    ..opts()
+                },
+            );
+            let out = run(&plan, &input, &[]).unwrap();
+            let img = Image::load_bytes(&out.bytes, Access::Random).unwrap();
+            assert_eq!((img.width(), img.height()), (100, 200), "{t:?}");
+            assert!(img.orientation() == 1, "{t:?}: {}", img.orientation());
+            assert!(
+                img.exif_orientation() <= 1,
+                "{t:?}: {}",
+                img.exif_orientation()
+            );
+        }
     }
 
     #[test]
@@ -863,6 +896,34 @@ mod tests {
     }
 
     #[test]
+    fn ignored_failure_after_partial_decode_keeps_the_previous_image_usable() {
+        let _errors = crate::ops::vips::error_lock();
+        // step 2 renders step 1's (sequential) result to memory for the turn, then fails
+        let plan = pipeline(vec![
+            (
+                Endpoint::Thumbnail,
+                false,
+                Options {
+                    width: 100,
+                    ..opts()
+                },
+            ),
+            (
+                Endpoint::Rotate,
+                true,
+                Options {
+                    rotate: 90,
+                    left: 1000,
+                    area_width: 10,
+                    area_height: 10,
+                    ..opts()
+                },
+            ),
+        ]);
+        assert_eq!(size(&plan, &jpeg(400, 200, 1)), (100, 50));
+    }
+
+    #[test]
     fn pipeline_autorotate_after_norotation_step() {
         // the first step leaves the tag (norotation); a later autorotate applies it
         let plan = pipeline(vec![
@@ -879,6 +940,45 @@ mod tests {
         ]);
         let (w, h, _, _, tag) = go(&plan, &jpeg(400, 200, 6));
         assert_eq!((w, h, tag), (50, 100, 1));
+    }
+
+    #[test]
+    fn successes_leave_no_error_text_behind() {
+        let _errors = crate::ops::vips::error_lock();
+        crate::ops::vips::take_pending_error();
+        let input = jpeg(300, 200, 6);
+        let plans = [
+            resize(100, 100),
+            transform(
+                Endpoint::SmartCrop,
+                Options {
+                    width: 50,
+                    height: 50,
+                    crop: true,
+                    gravity: Gravity::Smart,
+                    ..opts()
+                },
+            ),
+            transform(
+                Endpoint::Convert,
+                Options {
+                    output: Some(ImageType::Webp),
+                    ..opts()
+                },
+            ),
+            Plan {
+                endpoint: Endpoint::Info,
+                kind: PlanKind::Info,
+                vary_accept: false,
+            },
+        ];
+        for plan in &plans {
+            run(plan, &input, &[]).unwrap();
+            run(plan, &png(40, 30, 4), &[]).unwrap();
+        }
+        run(&resize(10, 0), &gif(40, 30), &[]).unwrap();
+        probe(SVG).unwrap();
+        assert_eq!(crate::ops::vips::take_pending_error(), None);
     }
 
     // ---- robustness -------------------------------------------------------------------------
