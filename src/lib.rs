@@ -7,6 +7,7 @@ pub mod accesslog;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod ops;
 pub mod policy;
 pub mod proxy;

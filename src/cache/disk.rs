@@ -13,7 +13,10 @@
 //!   invalid-ratio block eviction.
 //! - **Its own runtime** (one worker thread, plus tokio's blocking pool for file I/O), so the
 //!   tier does not depend on the lifetime of whichever runtime opened it.
-//! - **Block size** bounds the largest record; larger variants are skipped and counted.
+//! - **Block size** bounds the largest record; larger variants are skipped and counted. The
+//!   write buffer is two blocks (so a block-sized record fits beside others); foyer drops a
+//!   record it cannot buffer or queue during a write burst, which `disk_dropped_writes` counts.
+//!   Memory for buffers: 4 × block size.
 //! - **TTL lives in the value**: foyer has none, so a record past its variant's TTL reads as a
 //!   miss and is deleted.
 //!
@@ -41,6 +44,7 @@ use foyer::{
 };
 use sha2::{Digest, Sha256};
 
+use super::foyer_gauges::{FoyerGauges, Registry};
 use super::key::Key;
 use super::memory::Stored;
 use super::purge::{Binding, Generations, SourceId};
@@ -176,6 +180,15 @@ struct Layout {
     block: u64,
 }
 
+impl Layout {
+    /// Blocks foyer carves out of the capacity, after its tombstone log (16 bytes per possible
+    /// 4 KiB entry, in whole pages).
+    fn blocks(&self) -> u64 {
+        let tombstones = (self.capacity / PAGE).div_ceil(PAGE / 16) * PAGE;
+        self.capacity.saturating_sub(tombstones) / self.block
+    }
+}
+
 /// What a read from disk found.
 pub(crate) enum DiskRead {
     Hit(Stored),
@@ -200,6 +213,7 @@ pub(crate) struct DiskTier {
     dir: PathBuf,
     layout: Layout,
     max_record: u64,
+    gauges: Arc<FoyerGauges>,
     closed: AtomicBool,
     /// Serialises meta rewrites.
     meta_write: tokio::sync::Mutex<()>,
@@ -236,13 +250,15 @@ impl DiskTier {
             wipe(dir, reason)?;
         }
 
-        let cache = match build(dir, layout, matches!(opened, Opened::Recovered)).await {
+        let mut gauges = Arc::new(FoyerGauges::default());
+        let cache = match build(dir, layout, matches!(opened, Opened::Recovered), &gauges).await {
             Ok(cache) => cache,
             Err(e) if opened == Opened::Recovered => {
                 let reason = format!("recovery failed: {e}");
                 wipe(dir, &reason)?;
                 opened = Opened::Clean(reason);
-                build(dir, layout, false).await?
+                gauges = Arc::new(FoyerGauges::default());
+                build(dir, layout, false, &gauges).await?
             }
             Err(e) => return Err(e),
         };
@@ -255,6 +271,7 @@ impl DiskTier {
             dir: dir.to_path_buf(),
             layout,
             max_record: block - BLOB_INDEX - ENTRY_OVERHEAD,
+            gauges,
             closed: AtomicBool::new(false),
             meta_write: tokio::sync::Mutex::new(()),
             _lock: lock,
@@ -346,6 +363,22 @@ impl DiskTier {
             .map_err(|e| format!("closing the disk cache: {e}"))
     }
 
+    /// Bytes in blocks that hold entries (live or not yet reclaimed): what the tier occupies.
+    pub fn used_bytes(&self) -> u64 {
+        let blocks = self.layout.blocks();
+        let clean = self
+            .gauges
+            .clean_blocks
+            .load(Ordering::Relaxed)
+            .clamp(0, blocks as i64);
+        (blocks - clean as u64) * self.layout.block
+    }
+
+    /// Records foyer dropped because its write buffer or queue was full.
+    pub fn dropped_writes(&self) -> u64 {
+        self.gauges.dropped_writes.load(Ordering::Relaxed)
+    }
+
     /// Bytes written to / read from foyer's files since open.
     pub fn io_bytes(&self) -> (u64, u64) {
         let s = self.cache.statistics();
@@ -359,9 +392,8 @@ fn check_layout(capacity: u64, block: u64) -> Result<Layout, String> {
             "disk_block_bytes must be a multiple of 4096 and at least 65536, got {block}"
         ));
     }
-    // The tombstone log takes 16 bytes per possible 4 KiB entry, in whole pages.
-    let tombstones = (capacity / PAGE).div_ceil(PAGE / 16) * PAGE;
-    let blocks = capacity.saturating_sub(tombstones) / block;
+    let layout = Layout { capacity, block };
+    let blocks = layout.blocks();
     if blocks < MIN_BLOCKS {
         return Err(format!(
             "disk_bytes = {capacity} holds only {blocks} blocks of disk_block_bytes = {block}; \
@@ -369,13 +401,14 @@ fn check_layout(capacity: u64, block: u64) -> Result<Layout, String> {
              (or set disk_bytes = 0 to turn the disk tier off)"
         ));
     }
-    Ok(Layout { capacity, block })
+    Ok(layout)
 }
 
 async fn build(
     dir: &Path,
     layout: Layout,
     recover: bool,
+    gauges: &Arc<FoyerGauges>,
 ) -> Result<HybridCache<Key, Blob>, String> {
     let device = FsDeviceBuilder::new(dir)
         .with_capacity(layout.capacity as usize)
@@ -392,12 +425,16 @@ async fn build(
         .map_err(|e| format!("starting the disk cache's I/O runtime: {e}"))?;
     let engine = BlockEngineConfig::new(device)
         .with_block_size(layout.block as usize)
-        // One block's worth, so the largest record always fits the write buffer.
-        .with_buffer_pool_size(layout.block as usize)
+        // foyer drops a record that does not fit the rest of its write buffer (it does not
+        // wait for the next one): two blocks' worth lets a block-sized record in beside others.
+        // Memory: two such buffers (one filling, one being written).
+        .with_buffer_pool_size(layout.block as usize * 2)
+        // Records queued beyond one buffer would overflow it anyway.
         .with_submit_queue_size_threshold(layout.block as usize * 2)
         .with_tombstone_log(true);
     HybridCacheBuilder::new()
         .with_name("imgedge-l2")
+        .with_metrics_registry(Box::new(Registry(gauges.clone())))
         .with_policy(HybridCachePolicy::WriteOnInsertion)
         .with_flush_on_close(false)
         .memory(64)
@@ -610,6 +647,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (tier, _, opened) = open(dir.path()).await;
         assert!(matches!(opened, Opened::Clean(_)), "a new dir starts clean");
+        assert_eq!(tier.used_bytes(), 0);
         let s = stored(&body(1, 50_000));
         tier.insert(key(1), encode_record(&s).unwrap());
         for i in 2..20 {
@@ -631,6 +669,38 @@ mod tests {
             assert_eq!(got.variant.body.as_ref(), body(i, 10_000).as_slice());
         }
         assert!(matches!(tier.get(&key(999)).await, DiskRead::Miss));
+        // One block of the 15 holds everything written so far.
+        assert_eq!(tier.used_bytes(), BLOCK, "recovered usage is reported");
+        assert_eq!(tier.dropped_writes(), 0);
+        tier.close().await.unwrap();
+    }
+
+    /// A burst faster than the disk: foyer may drop records (its queue and write buffer are
+    /// bounded); every record must then be either on disk or counted as dropped.
+    #[tokio::test]
+    async fn a_write_burst_is_stored_or_counted_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        let n = 20;
+        for i in 0..n {
+            assert!(tier.insert(key(i), encode_record(&stored(&body(i, 400_000))).unwrap()));
+        }
+        tier.close().await.unwrap();
+        let dropped = tier.dropped_writes();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        let mut stored_count = 0;
+        for i in 0..n {
+            if let Some(got) = hit(&tier, &key(i)).await {
+                assert_eq!(got.variant.body.as_ref(), body(i, 400_000).as_slice());
+                stored_count += 1;
+            }
+        }
+        assert_eq!(
+            stored_count + dropped,
+            n as u64,
+            "{stored_count} stored, {dropped} dropped"
+        );
         tier.close().await.unwrap();
     }
 

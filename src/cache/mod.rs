@@ -26,6 +26,7 @@
 
 mod disk;
 mod flight;
+mod foyer_gauges;
 mod key;
 mod memory;
 mod purge;

@@ -66,6 +66,12 @@ pub struct CacheStats {
     pub disk_unreadable: u64,
     /// I/O errors from foyer on read (served as misses).
     pub disk_errors: u64,
+    /// Gauge: bytes in disk blocks holding entries (whole blocks: live entries plus space
+    /// not yet reclaimed).
+    pub disk_used_bytes: u64,
+    /// Records foyer dropped instead of writing because its write buffer or queue was full
+    /// (a write burst faster than the disk).
+    pub disk_dropped_writes: u64,
     /// Bytes foyer wrote to / read from its files since start.
     pub disk_io_write_bytes: u64,
     pub disk_io_read_bytes: u64,

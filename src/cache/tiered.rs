@@ -26,9 +26,10 @@ pub struct CacheConfig {
     /// L2 directory, owned by this cache (see `disk.rs` for what it keeps there). Default
     /// `./var/cache`.
     pub disk_dir: PathBuf,
-    /// L2 block size: the unit foyer evicts in, and the bound on one variant's size on disk.
+    /// L2 block size: the unit foyer evicts in, and the bound on one variant's size on disk
+    /// (larger ones are served from memory only). Write buffers take 4 × this much memory.
     /// A multiple of 4096, at least 64 KiB; `disk_bytes` must hold at least 4 blocks.
-    /// Default 16 MiB.
+    /// Default 8 MiB.
     pub disk_block_bytes: u64,
     /// Freshness given to an origin response that states none (no `Cache-Control` lifetime,
     /// no `Expires`); also the natural TTL for variants of such sources. Default 1 day.
@@ -48,7 +49,7 @@ impl Default for CacheConfig {
             memory_bytes: 256 * MIB,
             disk_bytes: 2048 * MIB,
             disk_dir: PathBuf::from("./var/cache"),
-            disk_block_bytes: 16 * MIB,
+            disk_block_bytes: 8 * MIB,
             default_ttl_secs: 86_400,
             source_memory_bytes: 64 * MIB,
             negative_ttl_secs: 60,
@@ -103,7 +104,9 @@ impl std::fmt::Debug for Cache {
 }
 
 impl Cache {
-    /// Opens both tiers. Needs a tokio runtime (foyer starts its flushers on it).
+    /// Opens both tiers. Call it inside a tokio runtime; the disk tier then runs its I/O on a
+    /// runtime of its own, so the cache can be used from any runtime (and outlives the one
+    /// that opened it). `get_or_produce` spawns on the caller's runtime.
     ///
     /// An untrusted or damaged disk directory is not an error: the disk tier starts empty and
     /// says why in a warning. Errors are for what the operator must fix: impossible sizes, a
@@ -252,6 +255,8 @@ impl Cache {
         if let Some(d) = &self.inner.disk {
             (s.disk_io_write_bytes, s.disk_io_read_bytes) = d.io_bytes();
             s.disk_capacity_bytes = d.capacity();
+            s.disk_used_bytes = d.used_bytes();
+            s.disk_dropped_writes = d.dropped_writes();
         }
         s.purged_sources = self
             .inner
@@ -492,6 +497,46 @@ pub(crate) mod tests {
             }
             cache.close().await.unwrap();
         });
+    }
+
+    #[tokio::test]
+    async fn dropping_without_close_is_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        cache.insert(key("a"), variant(b"a")).await;
+        drop(cache);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        cache.insert(key("b"), variant(b"b")).await;
+        assert!(cache.get(&key("b")).await.is_some());
+        cache.close().await.unwrap();
+        // And outside any runtime.
+        let cache2 = cache.clone();
+        drop(cache);
+        std::thread::spawn(move || drop(cache2)).join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_scrambled_cache_dir_starts_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        cache.insert(key("a"), variant(b"a")).await;
+        cache.close().await.unwrap();
+        drop(cache);
+        // Every file, meta included, overwritten with junk of another length.
+        for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let len = entry.metadata().unwrap().len() as usize;
+            let junk: Vec<u8> = (0..len / 2 + 7).map(|i| (i * 7919 % 251) as u8).collect();
+            std::fs::write(entry.path(), junk).unwrap();
+        }
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        assert!(cache.get(&key("a")).await.is_none());
+        cache.insert(key("b"), variant(b"b")).await;
+        cache.close().await.unwrap();
+        drop(cache);
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        assert_eq!(cache.get(&key("b")).await.unwrap().1, Tier::Disk);
+        cache.close().await.unwrap();
     }
 
     #[tokio::test]

@@ -233,6 +233,19 @@ mod ffi {
             bands: c_int,
             out: *mut *mut VipsImage,
         ) -> c_int;
+        pub fn imgedge_from_pixels(
+            data: *const c_void,
+            len: usize,
+            width: c_int,
+            height: c_int,
+            bands: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_to_pixels(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+        ) -> c_int;
         pub fn imgedge_getpoint(
             im: *mut VipsImage,
             x: c_int,
@@ -715,6 +728,55 @@ impl Image {
             keep: Vec::new(),
             sequential: false,
         })
+    }
+
+    /// An sRGB (3 or 4 bands) or grey (1 or 2 bands) image from raw 8-bit pixels, row-major and
+    /// interleaved, copied into libvips memory. For benchmarks, which generate their inputs.
+    pub fn from_pixels(
+        pixels: &[u8],
+        width: u32,
+        height: u32,
+        bands: u32,
+    ) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        // SAFETY: the shim checks the length and copies the pixels before returning.
+        let rc = unsafe {
+            ffi::imgedge_from_pixels(
+                pixels.as_ptr() as *const c_void,
+                pixels.len(),
+                to_c(width),
+                to_c(height),
+                to_c(bands),
+                &mut out,
+            )
+        };
+        if rc != 0 {
+            return Err(take_error("from_pixels"));
+        }
+        let ptr = NonNull::new(out).ok_or_else(|| VipsError::new("from_pixels: no image"))?;
+        Ok(Image {
+            ptr,
+            keep: Vec::new(),
+            sequential: false,
+        })
+    }
+
+    /// The pixels as raw 8-bit samples (cast if needed), row-major and interleaved: renders the
+    /// whole pipeline. For quality metrics in benchmarks.
+    pub fn to_pixels(&self) -> Result<Vec<u8>, VipsError> {
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len: usize = 0;
+        // SAFETY: live image; on success buf is a g_malloc'd block of len bytes we free below.
+        let rc = unsafe { ffi::imgedge_to_pixels(self.raw(), &mut buf, &mut len) };
+        if rc != 0 || buf.is_null() {
+            return Err(take_error("write_to_memory"));
+        }
+        // SAFETY: buf holds len bytes.
+        let v = unsafe { std::slice::from_raw_parts(buf as *const u8, len) }.to_vec();
+        // SAFETY: allocated by libvips with g_malloc.
+        unsafe { ffi::g_free(buf) };
+        Ok(v)
     }
 
     // ---- metadata ------------------------------------------------------------------------

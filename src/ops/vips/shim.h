@@ -80,4 +80,9 @@ int imgedge_save_jxl(VipsImage *in, void **buf, size_t *len, int quality, int lo
 int imgedge_test_image(int width, int height, int bands, VipsImage **out);
 int imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max);
 
+/* Raw 8-bit pixels (benchmarks, quality metrics). */
+int imgedge_from_pixels(const void *data, size_t len, int width, int height, int bands,
+	VipsImage **out);
+int imgedge_to_pixels(VipsImage *in, void **buf, size_t *len);
+
 #endif /* IMGEDGE_SHIM_H */
