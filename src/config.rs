@@ -78,6 +78,14 @@ pub const FLAGS: &[Flag] = &[
     flag("grace-period", Kind::Int, "5", "Seconds to let in-flight requests finish on shutdown"),
     flag("max-body-size", Kind::Int, "67108864", "Maximum request body and origin response size in bytes"),
     flag("queue", Kind::Int, "64", "Requests allowed to wait for an image worker before answering 503"),
+    flag("config", Kind::Str, "", "YAML file with cache and admin settings (flags given on the command line win)"),
+    flag("cache-memory", Kind::Str, "256MiB", "Memory cache (L1) size, e.g. 512MiB; 0 turns it off"),
+    flag("cache-disk", Kind::Str, "2GiB", "Disk cache (L2) size, e.g. 20GiB; 0 turns it off"),
+    flag("cache-dir", Kind::Str, "./var/cache", "Disk cache directory"),
+    flag("cache-ttl", Kind::Int, "86400", "Seconds a variant (and an origin response that states no lifetime) stays fresh"),
+    flag("cache-post", Kind::Bool, "false", "Also cache results of POST requests (keyed by a hash of the body)"),
+    flag("source-cache", Kind::Str, "64MiB", "Memory for origin responses kept for re-use and revalidation; 0 turns it off"),
+    flag("admin-key", Kind::Str, "", "Key for the admin endpoints (/admin/purge); empty disables them"),
 ];
 
 /// The validated configuration.
@@ -102,7 +110,7 @@ pub struct Config {
     pub forward_headers: Vec<String>,
     pub enable_url_signature: bool,
     pub url_signature_key: String,
-    pub allowed_origins: Vec<String>,
+    pub allowed_origins: crate::policy::origins::OriginRules,
     /// Turns the SSRF guard off (origins on loopback/private networks become reachable).
     pub allow_private_origins: bool,
     pub max_allowed_size: u64,
@@ -119,6 +127,12 @@ pub struct Config {
     pub grace_period: u64,
     pub max_body_size: u64,
     pub queue: usize,
+    /// Cache tiers, sizes and lifetimes.
+    pub cache: crate::cache::CacheConfig,
+    /// Whether POST results are cached (keyed by the body's hash).
+    pub cache_post: bool,
+    /// `Admin-Key` for `/admin/*`; empty = admin endpoints off.
+    pub admin_key: String,
 }
 
 /// What the command line asks for.
@@ -176,8 +190,9 @@ pub fn usage() -> String {
     out
 }
 
-/// The raw string values of every flag after parsing the command line (defaults filled in).
-struct Values(Vec<(&'static Flag, String)>);
+/// The raw string values of every flag after parsing the command line (defaults filled in),
+/// and which ones the command line set.
+struct Values(Vec<(&'static Flag, String)>, Vec<&'static str>);
 
 impl Values {
     fn get(&self, name: &str) -> &str {
@@ -190,7 +205,11 @@ impl Values {
     fn set(&mut self, name: &str, value: String) {
         if let Some(slot) = self.0.iter_mut().find(|(f, _)| f.name == name) {
             slot.1 = value;
+            self.1.push(slot.0.name);
         }
+    }
+    fn given(&self, name: &str) -> bool {
+        self.1.contains(&name)
     }
     fn bool(&self, name: &str) -> bool {
         parse_go_bool(self.get(name)).unwrap_or(false)
@@ -230,7 +249,10 @@ where
 /// Go `flag` semantics: stops at the first non-flag argument or `--`; `-x=v`, `-x v`, `--x v`;
 /// booleans never consume the next argument.
 fn parse_flags(args: Vec<String>) -> Result<Values, ConfigError> {
-    let mut values = Values(FLAGS.iter().map(|f| (f, f.default.to_string())).collect());
+    let mut values = Values(
+        FLAGS.iter().map(|f| (f, f.default.to_string())).collect(),
+        Vec::new(),
+    );
     let mut i = 0;
     while i < args.len() {
         let arg = &args[i];
@@ -363,7 +385,46 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         ));
     }
 
+    let file = match values.get("config") {
+        "" => FileConfig::default(),
+        path => FileConfig::load(path)?,
+    };
+    // Precedence: built-in defaults < the YAML file < flags given on the command line.
+    let pick = |flag: &str, from_file: Option<String>| -> String {
+        match from_file {
+            Some(v) if !values.given(flag) => v,
+            _ => values.get(flag).to_string(),
+        }
+    };
+    let size = |flag: &str, from_file: Option<String>| -> Result<u64, ConfigError> {
+        let text = pick(flag, from_file);
+        parse_size(&text).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "-{flag}: {text:?} is not a size; write bytes or e.g. 512MiB, 2GiB"
+            ))
+        })
+    };
+    let defaults = crate::cache::CacheConfig::default();
+    let cache = crate::cache::CacheConfig {
+        memory_bytes: size("cache-memory", file.cache.memory)?,
+        disk_bytes: size("cache-disk", file.cache.disk)?,
+        disk_dir: PathBuf::from(pick("cache-dir", file.cache.dir)),
+        default_ttl_secs: pick("cache-ttl", file.cache.ttl.map(|t| t.to_string()))
+            .parse()
+            .map_err(|_| ConfigError::Invalid("-cache-ttl must be a number of seconds".into()))?,
+        source_memory_bytes: size("source-cache", file.cache.source_memory)?,
+        negative_ttl_secs: file.cache.negative_ttl.unwrap_or(defaults.negative_ttl_secs),
+        ..defaults
+    };
+    let cache_post = match file.cache.post {
+        Some(p) if !values.given("cache-post") => p,
+        _ => values.bool("cache-post"),
+    };
+
     Ok(Config {
+        cache,
+        cache_post,
+        admin_key: pick("admin-key", file.admin.key),
         listen,
         path_prefix: clean_prefix(values.get("path-prefix")),
         cors: values.bool("cors"),
@@ -385,7 +446,8 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         forward_headers: values.list("forward-headers"),
         enable_url_signature,
         url_signature_key,
-        allowed_origins: values.list("allowed-origins"),
+        allowed_origins: crate::policy::origins::OriginRules::parse(&values.list("allowed-origins"))
+            .map_err(ConfigError::Invalid)?,
         allow_private_origins: values.bool("allow-private-origins"),
         max_allowed_size: values.int("max-allowed-size").max(0) as u64,
         max_allowed_resolution: values.float("max-allowed-resolution"),
@@ -401,6 +463,61 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         max_body_size: max_body_size as u64,
         queue: values.int("queue").max(0) as usize,
     })
+}
+
+/// `conf/imgedge.yaml`: the settings imaginary never had. Every key is optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    cache: FileCache,
+    admin: FileAdmin,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileCache {
+    memory: Option<String>,
+    disk: Option<String>,
+    dir: Option<String>,
+    ttl: Option<u64>,
+    post: Option<bool>,
+    source_memory: Option<String>,
+    negative_ttl: Option<u64>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileAdmin {
+    key: Option<String>,
+}
+
+impl FileConfig {
+    fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Invalid(format!("-config {path}: {e}")))?;
+        serde_yaml::from_str(&text)
+            .map_err(|e| ConfigError::Invalid(format!("-config {path}: {e}")))
+    }
+}
+
+/// `1048576`, `512KiB`, `256MiB`, `2GiB` (also `KB`/`MB`/`GB` as powers of 1000, and `K`/`M`/`G`
+/// as powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
 }
 
 fn listen_addr(host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
@@ -653,6 +770,39 @@ mod tests {
         assert_eq!(clean_prefix("/api/"), "/api");
         assert_eq!(clean_prefix("api"), "/api");
         assert_eq!(clean_prefix("//a//b/"), "/a/b");
+    }
+
+    #[test]
+    fn cache_settings_from_flags_and_yaml() {
+        let c = serve(&[]);
+        assert_eq!(c.cache.memory_bytes, 256 << 20);
+        assert_eq!(c.cache.disk_bytes, 2 << 30);
+        assert!(!c.cache_post);
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = dir.path().join("imgedge.yaml");
+        std::fs::write(
+            &yaml,
+            "cache:\n  memory: 64MiB\n  disk: 0\n  ttl: 60\n  post: true\nadmin:\n  key: k\n",
+        )
+        .unwrap();
+        let c = serve(&["-config", yaml.to_str().unwrap(), "-cache-memory", "1GiB"]);
+        assert_eq!(c.cache.memory_bytes, 1 << 30); // the flag wins
+        assert_eq!(c.cache.disk_bytes, 0);
+        assert_eq!(c.cache.default_ttl_secs, 60);
+        assert!(c.cache_post);
+        assert_eq!(c.admin_key, "k");
+        std::fs::write(&yaml, "cache:\n  memroy: 1\n").unwrap();
+        assert!(matches!(
+            parse(["-config", yaml.to_str().unwrap()], &no_env),
+            Err(ConfigError::Invalid(m)) if m.contains("memroy")
+        ));
+        assert!(matches!(
+            parse(["-cache-disk", "lots"], &no_env),
+            Err(ConfigError::Invalid(m)) if m.contains("-cache-disk")
+        ));
+        assert_eq!(parse_size("512KiB"), Some(512 << 10));
+        assert_eq!(parse_size("3MB"), Some(3_000_000));
+        assert_eq!(parse_size("0"), Some(0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 
+use imgedge::cache::Cache;
 use imgedge::config::{self, Command, ConfigError};
 use imgedge::ops;
 use imgedge::proxy::Edge;
@@ -80,7 +81,19 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let edge = match Edge::new(cfg.clone(), ops::vips::version()) {
+    let cache = match open_cache(&cfg) {
+        Ok(cache) => cache,
+        Err(m) => {
+            eprintln!("cache: {m}");
+            std::process::exit(1);
+        }
+    };
+    server.add_service(pingora::services::background::background_service(
+        "cache",
+        CacheCloser(cache.clone()),
+    ));
+
+    let edge = match Edge::new(cfg.clone(), ops::vips::version(), cache) {
         Ok(edge) => edge,
         Err(m) => {
             eprintln!("{m}");
@@ -107,6 +120,29 @@ fn main() {
     server.add_service(service);
     tracing::info!(%addr, prefix = %cfg.path_prefix, "imgedge listening");
     server.run_forever();
+}
+
+/// Opens both cache tiers. foyer's builder is async; the disk tier then runs on a runtime of
+/// its own, so a short-lived one is enough here.
+fn open_cache(cfg: &imgedge::config::Config) -> Result<Cache, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(Cache::open(cfg.cache.clone()))
+}
+
+/// Flushes the disk tier when the server shuts down, so written entries survive the restart.
+struct CacheCloser(Cache);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for CacheCloser {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        if let Err(e) = self.0.close().await {
+            tracing::warn!(error = %e, "cache did not close cleanly");
+        }
+    }
 }
 
 /// Bounds glibc's per-thread malloc arenas: libvips allocates from many threads, and without

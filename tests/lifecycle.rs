@@ -61,7 +61,7 @@ fn invalid_settings_exit_1_with_a_message() {
 fn port_env_overrides_the_flag() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-        .args(["-a", "127.0.0.1", "-p", "1", "-grace-period", "0"])
+        .args(["-a", "127.0.0.1", "-p", "1", "-grace-period", "0", "-cache-disk", "0"])
         .env("PORT", port.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -13,6 +13,7 @@ use crate::error::Error;
 
 pub struct Pool {
     permits: Arc<Semaphore>,
+    workers: usize,
     waiting: AtomicUsize,
     queue: usize,
 }
@@ -21,6 +22,7 @@ impl Pool {
     pub fn new(workers: usize, queue: usize) -> Self {
         Pool {
             permits: Arc::new(Semaphore::new(workers.max(1))),
+            workers: workers.max(1),
             waiting: AtomicUsize::new(0),
             queue,
         }
@@ -55,6 +57,11 @@ impl Pool {
             status: 500,
             message: format!("image worker failed: {e}"),
         })
+    }
+
+    /// Transforms running now.
+    pub fn in_flight(&self) -> usize {
+        self.workers - self.permits.available_permits()
     }
 
     /// Transforms waiting for a worker.

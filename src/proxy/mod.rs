@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod origin;
 pub mod placeholder;
+pub mod produce;
 pub mod response;
 pub mod route;
 pub mod source;
@@ -29,14 +30,18 @@ use http::Method;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 
+use crate::cache::{unix_now, Cache, Key, Outcome, SourceId, Variant};
 use crate::config::Config;
 use crate::error::Error;
-use crate::ops::{self, Endpoint, OpError, Params, Plan};
-use crate::policy::origins::OriginRules;
+use crate::metrics::metrics;
+use crate::ops::{self, Endpoint, Params, Plan};
+use crate::error;
+use crate::policy;
 use crate::policy::pool::Pool;
 use crate::policy::ratelimit::RateLimit;
 use crate::policy::signature::Signer;
 use origin::OriginClient;
+use produce::{Input, Producer};
 use response::Reply;
 use route::Route;
 use source::Source;
@@ -44,8 +49,7 @@ use source::Source;
 /// The imgedge edge node: one per process, shared by every connection.
 pub struct Edge {
     cfg: Arc<Config>,
-    pool: Arc<Pool>,
-    origin: OriginClient,
+    producer: Arc<Producer>,
     signer: Option<Signer>,
     placeholder: Option<placeholder::Placeholder>,
     rate_limit: Option<RateLimit>,
@@ -58,18 +62,24 @@ pub struct RequestCtx {
     started: Instant,
     status: u16,
     bytes: usize,
+    /// Route name for metrics (`resize`, `health`, `unknown`…).
+    endpoint: &'static str,
 }
 
 impl Edge {
-    pub fn new(cfg: Arc<Config>, libvips: String) -> Result<Self, String> {
-        let rules = OriginRules::parse(&cfg.allowed_origins)?;
+    pub fn new(cfg: Arc<Config>, libvips: String, cache: Cache) -> Result<Self, String> {
+        let rules = cfg.allowed_origins.clone();
         let origin_cap = match cfg.max_allowed_size {
             0 => cfg.max_body_size,
             n => n,
         };
         Ok(Edge {
-            pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
-            origin: OriginClient::new(rules, origin_cap, cfg.allow_private_origins),
+            producer: Arc::new(Producer {
+                cfg: cfg.clone(),
+                pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
+                origin: Arc::new(OriginClient::new(rules, origin_cap, cfg.allow_private_origins)),
+                cache,
+            }),
             signer: cfg
                 .enable_url_signature
                 .then(|| Signer::new(&cfg.url_signature_key)),
@@ -89,8 +99,8 @@ impl Edge {
 
     /// Steps 1–7 for one request; always yields a reply. With a placeholder configured, error
     /// replies become placeholder images (except the index 404 and plain-text answers).
-    async fn handle(&self, session: &mut Session) -> Reply {
-        let reply = self.dispatch(session).await;
+    async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> Reply {
+        let reply = self.dispatch(session, ctx).await;
         let (Some(placeholder), Some(error)) = (&self.placeholder, &reply.error) else {
             return reply;
         };
@@ -98,14 +108,14 @@ impl Edge {
             return reply;
         }
         let pairs = ops::params::query_pairs(session.req_header().uri.query().unwrap_or_default());
-        let mut image = placeholder.reply(&self.pool, error, &pairs).await;
+        let mut image = placeholder.reply(&self.producer.pool, error, &pairs).await;
         image
             .headers
             .extend(reply.headers.into_iter().filter(|(n, _)| *n != "Content-Type"));
         image
     }
 
-    async fn dispatch(&self, session: &mut Session) -> Reply {
+    async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Reply {
         let req = session.req_header();
         let method = req.method.clone();
         let raw_path = req.uri.path().to_string();
@@ -118,6 +128,7 @@ impl Edge {
         // 1. route
         let route = route::resolve(&self.cfg.path_prefix, &path, req.uri.query());
         let image = matches!(route, Route::Image(_));
+        ctx.endpoint = route.label();
         match route {
             Route::Redirect(location) => return Reply::redirect(location),
             Route::NotFoundPlain => return Reply::plain_not_found(),
@@ -145,6 +156,8 @@ impl Edge {
             Route::Health => admin::health(self.started),
             Route::Form => admin::form(&self.cfg.path_prefix),
             Route::Image(endpoint) => self.image(session, endpoint, &raw_query, &pairs).await,
+            Route::Metrics => self.metrics(),
+            Route::Purge => self.purge(session, &pairs).await,
             Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
                 Reply::error(&Error::NotFound)
             }
@@ -264,7 +277,7 @@ impl Edge {
             }
         };
         let vary_accept = plan.vary_accept;
-        let mut reply = match self.produce(session, plan, pairs).await {
+        let mut reply = match self.serve(session, plan, pairs).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::info!(status = e.status(), error = %e.message(), "image request failed");
@@ -277,70 +290,179 @@ impl Edge {
         reply
     }
 
-    /// Steps 5–6: read the source, then transform on the worker pool.
-    async fn produce(
+    /// Steps 5–7: the variant's key from the plan and the source's identity, then memory,
+    /// disk, or one production shared by every concurrent request for it.
+    async fn serve(
         &self,
         session: &mut Session,
         plan: Plan,
         pairs: &[(String, String)],
     ) -> Result<Reply, Error> {
         let post = session.req_header().method == Method::POST;
-        let input = match source::select(&self.cfg, post, pairs)? {
-            Source::Body => source::read_body(session, self.cfg.max_body_size).await?,
-            Source::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
-            Source::Url(url) => self.origin.fetch(url, &self.forwarded(session)).await?,
-        };
-        if input.is_empty() {
-            return Err(Error::EmptyBody);
-        }
-        if ops::format::sniff(&input).is_none() {
-            return Err(Error::Op(OpError::UnsupportedMedia));
-        }
-        let watermarks = self.watermarks(&plan).await?;
-
-        let max_megapixels = self.cfg.max_allowed_resolution;
-        let output = self
-            .pool
-            .run(move || {
-                let header = ops::probe(&input)?;
-                if header.width as f64 * header.height as f64 / 1e6 > max_megapixels {
-                    return Err(OpError::ResolutionTooBig);
-                }
-                ops::run(&plan, &input, &watermarks)
-            })
-            .await??;
-
-        let json = output.mime == "application/json";
-        let mut reply = Reply::new(200, output.mime, output.bytes);
-        if self.cfg.return_size && !json {
-            reply = reply
-                .header("Image-Width", output.width.to_string())
-                .header("Image-Height", output.height.to_string());
-        }
-        Ok(reply)
-    }
-
-    /// Fetches the images `/watermarkimage` overlays, under the same origin rules, timeouts
-    /// and byte cap as `?url=` (FIX: imaginary fetches any URL with no limit).
-    async fn watermarks(&self, plan: &Plan) -> Result<Vec<(String, Vec<u8>)>, Error> {
-        let mut fetched = Vec::new();
-        for url in plan.watermark_urls() {
-            let unable = || Error::bad_request(format!("Unable to retrieve watermark image. {url}"));
-            let parsed = OriginClient::parse_url(url).map_err(|_| unable())?;
-            let bytes = self.origin.fetch(parsed, &[]).await.map_err(|e| match e {
-                Error::Message { message, .. } if message.starts_with("not allowed") => {
-                    Error::bad_request(message)
-                }
-                _ => unable(),
-            })?;
-            if bytes.is_empty() {
-                return Err(Error::bad_request("Unable to read watermark image"));
+        let (input, identity) = match source::select(&self.cfg, post, pairs)? {
+            Source::Body => {
+                let body = source::read_body(session, self.cfg.max_body_size).await?;
+                let identity = self.cfg.cache_post.then(|| format!("body:{}", sha256_hex(&body)));
+                (Input::Bytes(body), identity)
             }
-            fetched.push((url.to_string(), bytes.to_vec()));
-        }
-        Ok(fetched)
+            Source::File(path) => {
+                let identity = source::file_identity(&path).await?;
+                (Input::File(path), Some(identity))
+            }
+            Source::Url(url) => {
+                let forwarded = self.forwarded(session);
+                // Credentials make a response personal: such variants are keyed by them too.
+                let identity = match forwarded.is_empty() {
+                    true => format!("url:{url}"),
+                    false => format!("url:{url}\n{}", sha256_hex(format!("{forwarded:?}").as_bytes())),
+                };
+                (Input::Url(url, forwarded), Some(identity))
+            }
+        };
+        let producer = self.producer.clone();
+        let Some(identity) = identity else {
+            let variant = producer.make(plan, input).await?;
+            return Ok(self.variant_reply(session, &variant, "BYPASS"));
+        };
+        // The plan is the parsed, validated, canonical request: `width=0300&foo=1` and
+        // `width=300` share it; `sign` and `key` never reach it.
+        let key = Key::builder()
+            .field("plan", format!("{plan:?}"))
+            .field("source", &identity)
+            .finish();
+        let source_id = SourceId::new(source_name(&identity));
+        let (variant, outcome) = self
+            .producer
+            .cache
+            .get_or_produce_for_source(key, source_id, move || producer.make(plan, input))
+            .await?;
+        metrics()
+            .cache_outcomes
+            .with_label_values(&[outcome.as_str()])
+            .inc();
+        let label = match outcome {
+            Outcome::HitMemory => "HIT-MEMORY",
+            Outcome::HitDisk => "HIT-DISK",
+            Outcome::Miss | Outcome::Coalesced => "MISS",
+        };
+        Ok(self.variant_reply(session, &variant, label))
     }
 
+    /// A variant as a response: 304 when the client already has these bytes.
+    fn variant_reply(&self, session: &Session, v: &Variant, x_cache: &str) -> Reply {
+        let now = unix_now();
+        let not_modified = header(session, "if-none-match")
+            .is_some_and(|inm| etag_matches(&inm, &v.etag));
+        let mut reply = match not_modified {
+            true => Reply::new(304, &v.content_type, Bytes::new()),
+            false => Reply::new(200, &v.content_type, v.body.clone()),
+        }
+        .header("ETag", v.etag.clone())
+        .header("X-Cache", x_cache)
+        .header("Age", v.age(now).to_string());
+        if self.cfg.http_cache_ttl < 0 && session.req_header().method != Method::POST {
+            // No imaginary TTL configured: say how long this variant stays fresh here.
+            reply = reply.header("Cache-Control", format!("public, max-age={}", v.remaining_ttl(now)));
+        }
+        if self.cfg.return_size && v.content_type != "application/json" {
+            reply = reply
+                .header("Image-Width", v.width.to_string())
+                .header("Image-Height", v.height.to_string());
+        }
+        reply
+    }
+
+    /// `GET /metrics`: Prometheus text exposition.
+    fn metrics(&self) -> Reply {
+        let m = metrics();
+        let pool = &self.producer.pool;
+        m.pool_waiting.set(pool.waiting() as i64);
+        m.pool_in_flight.set(pool.in_flight() as i64);
+        m.process_rss_bytes.set(admin::process_rss_bytes() as i64);
+        let stats = self.producer.cache.stats();
+        Reply::new(200, "text/plain; version=0.0.4", m.render(Some(&stats)))
+    }
+
+    /// `POST /admin/purge` with `Admin-Key`: `?all=true`, `?source=<url or mounted file>`, or
+    /// `?variant=<path and query of an image URL>`.
+    async fn purge(&self, session: &Session, pairs: &[(String, String)]) -> Reply {
+        let given = header(session, "admin-key").unwrap_or_default();
+        if self.cfg.admin_key.is_empty() {
+            return Reply::error(&Error::NotFound);
+        }
+        if !constant_time_eq(given.as_bytes(), self.cfg.admin_key.as_bytes()) {
+            return Reply::error(&Error::InvalidApiKey);
+        }
+        if session.req_header().method != Method::POST {
+            return Reply::error(&Error::MethodNotAllowed);
+        }
+        let cache = &self.producer.cache;
+        let done = |what: String| Reply::json(200, format!("{{\"purged\":{}}}", error::go_json_string(&what)));
+        if first(pairs, "all").is_some_and(|v| crate::config::parse_go_bool(v) == Some(true)) {
+            return match cache.purge_all().await {
+                Ok(()) => done("all".into()),
+                Err(e) => Reply::error(&Error::Message { status: 500, message: e }),
+            };
+        }
+        if let Some(source) = first(pairs, "source").filter(|s| !s.is_empty()) {
+            let name = match (OriginClient::parse_url(source), &self.cfg.mount) {
+                (Ok(url), _) => {
+                    cache.sources().remove(url.as_str()).await;
+                    format!("url:{url}")
+                }
+                (Err(_), Some(mount)) => match policy::mount::resolve(mount, source) {
+                    Some(Ok(path)) => format!("file:{}", path.display()),
+                    _ => return Reply::error(&Error::InvalidFilePath),
+                },
+                (Err(e), None) => return Reply::error(&e),
+            };
+            return match cache.purge_source(&SourceId::new(&name)).await {
+                Ok(()) => done(name),
+                Err(e) => Reply::error(&Error::Message { status: 500, message: e }),
+            };
+        }
+        if let Some(variant) = first(pairs, "variant").filter(|s| !s.is_empty()) {
+            return match self.variant_keys(variant).await {
+                Ok(keys) => {
+                    for key in &keys {
+                        cache.purge(key).await;
+                    }
+                    done(variant.to_string())
+                }
+                Err(e) => Reply::error(&e),
+            };
+        }
+        Reply::error(&Error::bad_request(
+            "purge needs one of: all=true, source=<url or file>, variant=<image path and query>",
+        ))
+    }
+
+    /// The keys one image URL can be cached under: one per format `type=auto` may negotiate.
+    async fn variant_keys(&self, target: &str) -> Result<Vec<Key>, Error> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let Route::Image(endpoint) = route::resolve(&self.cfg.path_prefix, path, Some(query)) else {
+            return Err(Error::bad_request(format!("not an image URL: {target}")));
+        };
+        let params = Params::from_query(query)?;
+        let pairs = ops::params::query_pairs(query);
+        let identity = match source::select(&self.cfg, false, &pairs)? {
+            Source::File(path) => source::file_identity(&path).await?,
+            Source::Url(url) => format!("url:{url}"),
+            Source::Body => unreachable!("GET selects no body"),
+        };
+        let mut keys = Vec::new();
+        for accept in ["image/webp", "image/png", "image/jpeg", ""] {
+            let plan = Plan::new(endpoint, &params, Some(accept))?;
+            let key = Key::builder()
+                .field("plan", format!("{plan:?}"))
+                .field("source", &identity)
+                .finish();
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
     /// Headers sent to origins: `-forward-headers` (matched case-insensitively, FIX) and the
     /// authorization rules of spec §4.3.
     fn forwarded(&self, session: &Session) -> Vec<(String, String)> {
@@ -395,6 +517,7 @@ impl ProxyHttp for Edge {
             started: Instant::now(),
             status: 0,
             bytes: 0,
+            endpoint: "unknown",
         }
     }
 
@@ -409,7 +532,7 @@ impl ProxyHttp for Edge {
         session.set_read_timeout(timeouts.0.map(Duration::from_secs));
         session.set_write_timeout(timeouts.1.map(Duration::from_secs));
         let head = session.req_header().method == Method::HEAD;
-        let reply = self.handle(session).await;
+        let reply = self.handle(session, ctx).await;
         ctx.status = reply.status;
         ctx.bytes = response::send(session, reply, head).await?;
         Ok(true)
@@ -435,6 +558,13 @@ impl ProxyHttp for Edge {
             0 => session.response_written().map_or(0, |r| r.status.as_u16()),
             s => s,
         };
+        let m = metrics();
+        m.requests
+            .with_label_values(&[ctx.endpoint, &status.to_string()])
+            .inc();
+        m.request_seconds
+            .with_label_values(&[ctx.endpoint])
+            .observe(ctx.started.elapsed().as_secs_f64());
         let visible = match self.cfg.log_level.as_str() {
             "info" => true,
             "warning" => status >= 400,
@@ -475,6 +605,33 @@ fn header(session: &Session, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Weak comparison of `If-None-Match` against our (strong) ETag, as RFC 9110 §13.1.2 asks.
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.trim() == "*"
+        || if_none_match
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag)
+}
+
+/// The part of a source identity that names the source (not its version): what a purge by
+/// source refers to.
+fn source_name(identity: &str) -> String {
+    match identity.strip_prefix("file:") {
+        // file:<path>\n<size>\n<mtime>
+        Some(rest) => format!("file:{}", rest.split('\n').next().unwrap_or_default()),
+        None => identity.split('\n').next().unwrap_or_default().to_string(),
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The first value of query param `name` (Go's `Values.Get`).

@@ -53,18 +53,42 @@ impl OriginClient {
         }
     }
 
-    /// Fetches `url`, following redirects, sending `headers` (forwarded ones) on each hop.
-    pub async fn fetch(&self, url: Url, headers: &[(String, String)]) -> Result<Bytes, Error> {
-        match tokio::time::timeout(TOTAL_TIMEOUT, self.follow(url, headers)).await {
+    /// Fetches `url`, following redirects, sending `headers` (forwarded ones and, for a
+    /// revalidation, `If-None-Match`/`If-Modified-Since`) on each hop. Answers 200, 304, 404
+    /// and 410 come back as [`Fetched`] (the caller caches them); other statuses are errors.
+    pub async fn fetch(&self, url: Url, headers: &[(String, String)]) -> Result<Fetched, Error> {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(TOTAL_TIMEOUT, self.follow(url, headers)).await {
             Ok(result) => result,
             Err(_) => Err(fetch_error(format!(
                 "timed out after {}s",
                 TOTAL_TIMEOUT.as_secs()
             ))),
+        };
+        let m = crate::metrics::metrics();
+        m.origin_seconds.observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            let reason = match e.code() {
+                403 => "refused",
+                400 => "fetch",
+                _ => "status",
+            };
+            m.origin_errors.with_label_values(&[reason]).inc();
+        }
+        result
+    }
+
+    /// [`OriginClient::fetch`] for callers that only take a 200 with a body.
+    pub async fn fetch_body(&self, url: Url, headers: &[(String, String)]) -> Result<Bytes, Error> {
+        let shown = url.to_string();
+        let fetched = self.fetch(url, headers).await?;
+        match fetched.status {
+            200 => Ok(fetched.body),
+            status => Err(status_error(status, &shown)),
         }
     }
 
-    async fn follow(&self, mut url: Url, headers: &[(String, String)]) -> Result<Bytes, Error> {
+    async fn follow(&self, mut url: Url, headers: &[(String, String)]) -> Result<Fetched, Error> {
         let first_host = url.host_str().map(str::to_owned);
         for _ in 0..=MAX_REDIRECTS {
             if !self.rules.allows(&url) {
@@ -77,7 +101,7 @@ impl OriginClient {
                 .filter(|(n, _)| same_host || !n.eq_ignore_ascii_case("authorization"))
                 .collect();
             match self.get(&url, &hop_headers).await? {
-                Hop::Body(bytes) => return Ok(bytes),
+                Hop::Done(fetched) => return Ok(fetched),
                 Hop::Redirect(location) => {
                     url = url
                         .join(&location)
@@ -143,11 +167,31 @@ impl OriginClient {
                 .ok_or_else(|| fetch_error(format!("redirect {status} without Location")))?;
             return Ok(Hop::Redirect(location));
         }
-        if status != 200 {
-            return Err(Error::Message {
-                status,
-                message: format!("error fetching remote http image: (status={status}) (url={url})"),
-            });
+        let header = |name: &str| {
+            resp.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let validators = CachingHeaders {
+            cache_control: header("cache-control"),
+            expires: header("expires"),
+            date: header("date"),
+            age: header("age"),
+            etag: header("etag"),
+            last_modified: header("last-modified"),
+        };
+        match status {
+            200 => {}
+            304 | 404 | 410 => {
+                // Bodies of these are not images; drain nothing, reuse nothing.
+                return Ok(Hop::Done(Fetched {
+                    status,
+                    body: Bytes::new(),
+                    headers: validators,
+                }));
+            }
+            _ => return Err(status_error(status, url.as_str())),
         }
         let declared = resp
             .headers
@@ -178,14 +222,58 @@ impl OriginClient {
         self.connector
             .release_http_session(session, &peer, None)
             .await;
-        Ok(Hop::Body(body.freeze()))
+        Ok(Hop::Done(Fetched {
+            status,
+            body: body.freeze(),
+            headers: validators,
+        }))
     }
 
 }
 
 enum Hop {
-    Body(Bytes),
+    Done(Fetched),
     Redirect(String),
+}
+
+/// An origin's answer: 200 with its body, or 304/404/410 without one.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub body: Bytes,
+    pub headers: CachingHeaders,
+}
+
+/// The response headers that decide how long an origin response may be reused.
+#[derive(Debug, Clone, Default)]
+pub struct CachingHeaders {
+    pub cache_control: Option<String>,
+    pub expires: Option<String>,
+    pub date: Option<String>,
+    pub age: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+}
+
+impl CachingHeaders {
+    pub fn as_origin_headers(&self) -> crate::cache::OriginHeaders<'_> {
+        crate::cache::OriginHeaders {
+            cache_control: self.cache_control.as_deref(),
+            expires: self.expires.as_deref(),
+            date: self.date.as_deref(),
+            age: self.age.as_deref(),
+            etag: self.etag.as_deref(),
+            last_modified: self.last_modified.as_deref(),
+        }
+    }
+}
+
+/// imaginary's error for a non-200 origin answer: the remote status (503 outside 400..=511).
+pub fn status_error(status: u16, url: &str) -> Error {
+    Error::Message {
+        status,
+        message: format!("error fetching remote http image: (status={status}) (url={url})"),
+    }
 }
 
 /// Resolves the URL's host to one socket address that the SSRF guard accepts, without

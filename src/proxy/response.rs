@@ -79,7 +79,10 @@ pub async fn send(session: &mut Session, reply: Reply, head: bool) -> pingora::R
     for (name, value) in &reply.headers {
         header.append_header(*name, value.as_str())?;
     }
-    header.insert_header("Content-Length", reply.body.len().to_string())?;
+    // 304 and 204 have no body and no length of one (RFC 9110 §8.6).
+    if !matches!(reply.status, 204 | 304) {
+        header.insert_header("Content-Length", reply.body.len().to_string())?;
+    }
     header.insert_header("Server", concat!("imgedge/", env!("CARGO_PKG_VERSION")))?;
     let len = reply.body.len();
     if head || reply.body.is_empty() {

@@ -13,6 +13,10 @@ pub enum Route {
     Health,
     Form,
     Image(Endpoint),
+    /// `/metrics`: Prometheus exposition (imgedge's own).
+    Metrics,
+    /// `/admin/purge`: cache purges (imgedge's own, needs `-admin-key`).
+    Purge,
     /// Unknown path when the prefix is `/`: the index answers 404 JSON.
     NotFoundJson,
     /// Unknown path under a non-root prefix: Go's mux answers plain-text 404.
@@ -66,11 +70,31 @@ pub fn resolve(prefix: &str, path: &str, query: Option<&str>) -> Route {
         "" | "/" if prefix == "/" || rest.is_empty() => Route::Index,
         "/health" => Route::Health,
         "/form" => Route::Form,
+        "/metrics" => Route::Metrics,
+        "/admin/purge" => Route::Purge,
         _ => match IMAGE_ENDPOINTS.iter().find(|(n, _)| rest.strip_prefix('/') == Some(*n)) {
             Some((_, e)) => Route::Image(*e),
             None if prefix == "/" => Route::NotFoundJson,
             None => Route::NotFoundPlain,
         },
+    }
+}
+
+impl Route {
+    /// A short, bounded name for metric labels.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Health => "health",
+            Route::Form => "form",
+            Route::Metrics => "metrics",
+            Route::Purge => "purge",
+            Route::Image(e) => IMAGE_ENDPOINTS
+                .iter()
+                .find(|(_, x)| x == e)
+                .map_or("unknown", |(n, _)| n),
+            Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => "unknown",
+        }
     }
 }
 

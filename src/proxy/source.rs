@@ -92,6 +92,20 @@ async fn multipart_file(content_type: &str, body: Bytes) -> Result<Bytes, Error>
     Err(Error::bad_request("http: no such file"))
 }
 
+/// A mounted file's identity for the cache: its path and version (size and mtime), so an
+/// edited file is a new source.
+pub async fn file_identity(path: &std::path::Path) -> Result<String, Error> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|_| Error::InvalidFilePath)?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok(format!("file:{}\n{}\n{mtime}", path.display(), meta.len()))
+}
+
 /// Reads a resolved mount file, refusing files over `limit`.
 pub async fn read_file(path: &std::path::Path, limit: u64) -> Result<Bytes, Error> {
     let meta = tokio::fs::metadata(path)

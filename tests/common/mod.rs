@@ -31,11 +31,17 @@ pub struct Imgedge {
 impl Imgedge {
     /// Starts the binary with `args` (imaginary flags) on a free loopback port.
     pub fn start(args: &[&str]) -> Imgedge {
-        let dir = tempfile::tempdir().unwrap();
+        Imgedge::start_in(tempfile::tempdir().unwrap(), args)
+    }
+
+    /// Starts with its disk cache (and logs) in `dir`, so a test can restart on the same cache.
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Imgedge {
         let log = dir.path().join("stdout.log");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-grace-period", "0"])
+            .arg("-cache-dir")
+            .arg(dir.path().join("cache"))
             .args(args)
             .env_remove("PORT")
             .env("IMGEDGE_LOG", "warn")
@@ -72,6 +78,13 @@ impl Imgedge {
             &[("Content-Type", content_type)],
             Some(body),
         )
+    }
+
+    /// Stops the process and hands back its directory (disk cache included) for a restart.
+    pub fn stop_keep_dir(mut self) -> tempfile::TempDir {
+        self.stop_with(libc::SIGTERM);
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self._dir, dir)
     }
 
     pub fn access_log(&self) -> String {
