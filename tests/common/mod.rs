@@ -248,6 +248,11 @@ impl Resource {
         }
     }
 
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     pub fn redirect(location: &str) -> Self {
         Resource {
             status: 302,
@@ -262,6 +267,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     hits: Arc<Mutex<HashMap<String, usize>>>,
     total: Arc<AtomicUsize>,
+    /// Requests answered 304 because their `If-None-Match` matched.
+    pub not_modified: Arc<AtomicUsize>,
     server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -276,14 +283,32 @@ impl Origin {
             .collect();
         let hits = Arc::new(Mutex::new(HashMap::new()));
         let total = Arc::new(AtomicUsize::new(0));
+        let not_modified = Arc::new(AtomicUsize::new(0));
         let thread = {
-            let (server, hits, total) = (server.clone(), hits.clone(), total.clone());
+            let (server, hits, total, nm) =
+                (server.clone(), hits.clone(), total.clone(), not_modified.clone());
             std::thread::spawn(move || {
                 for req in server.incoming_requests() {
                     let path = req.url().split('?').next().unwrap_or("").to_string();
                     *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                     total.fetch_add(1, Ordering::SeqCst);
-                    let res = table.get(&path).cloned().unwrap_or(Resource::status(404));
+                    let mut res = table.get(&path).cloned().unwrap_or(Resource::status(404));
+                    // Conditional GET: answer 304 when the client's validator matches.
+                    let inm = req
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.equiv("If-None-Match"))
+                        .map(|h| h.value.to_string());
+                    let etag = res
+                        .headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
+                        .map(|(_, v)| v.clone());
+                    if inm.is_some() && inm == etag {
+                        nm.fetch_add(1, Ordering::SeqCst);
+                        res.status = 304;
+                        res.body.clear();
+                    }
                     let mut response =
                         tiny_http::Response::from_data(res.body).with_status_code(res.status);
                     for (k, v) in res.headers {
@@ -299,6 +324,7 @@ impl Origin {
             addr,
             hits,
             total,
+            not_modified,
             server,
             thread: Some(thread),
         }
