@@ -5,7 +5,7 @@
 //!     writes the generated inputs (benches/common) as files, for the server's -mount
 //! cargo bench --bench baseline -- run FILE ENDPOINT QUERY THREADS SECONDS [WIDTHS]
 //!     THREADS threads each call ops::run (the library the server calls, no HTTP, no pool,
-//!     no cache) on FILE's bytes in a loop for SECONDS; prints one line of JSON with
+//!     no cache) on FILE's bytes in a loop for SECONDS; prints one line of key=value pairs with
 //!     requests/s, p50/p99 latency and CPU ms per request. QUERY may contain `{w}`, replaced
 //!     by widths cycling through WIDTHS (`300:400` = 300..399), as the load benchmark does
 //!     to make every URL unique.

@@ -23,6 +23,40 @@ pub fn line(
     )
 }
 
+/// The same entry as one JSON object (`-log-format json`), for log pipelines that parse JSON.
+#[allow(clippy::too_many_arguments)]
+pub fn json_line(
+    ip: &str,
+    at: SystemTime,
+    method: &str,
+    uri: &str,
+    proto: &str,
+    status: u16,
+    bytes: usize,
+    elapsed: Duration,
+) -> String {
+    let text = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    format!(
+        "{{\"time\":\"{}\",\"remote_addr\":{},\"method\":{},\"uri\":{},\"proto\":{},\"status\":{status},\"bytes\":{bytes},\"duration\":{:.4}}}",
+        rfc3339(at),
+        text(ip),
+        text(method),
+        text(uri),
+        text(proto),
+        elapsed.as_secs_f64()
+    )
+}
+
+/// `2006-01-02T15:04:05.000Z` (UTC, milliseconds).
+pub fn rfc3339(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (year, month, day, h, m, s) = civil(since.as_secs() as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{:03}Z",
+        since.subsec_millis()
+    )
+}
+
 /// Writes a line to stdout; a closed stdout never fails a request.
 pub fn write(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -50,6 +84,15 @@ fn clf_time(at: SystemTime) -> String {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (year, month, day, h, m, s) = civil(secs);
+    format!(
+        "{day:02}/{}/{year} {h:02}:{m:02}:{s:02}",
+        MONTHS[(month - 1) as usize],
+    )
+}
+
+/// (year, month, day, hour, minute, second) in UTC of Unix seconds.
+fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil-from-days.
     let z = days + 719_468;
@@ -61,13 +104,7 @@ fn clf_time(at: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{day:02}/{}/{year} {:02}:{:02}:{:02}",
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    (year, month, day, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 #[cfg(test)]
@@ -82,6 +119,18 @@ mod tests {
             "172.17.0.1 - - [14/Jan/2025 05:15:09] \"POST /pipeline?x=1 HTTP/1.1\" 200 48211 0.0842"
         );
         assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000 00:00:00");
+    }
+
+    #[test]
+    fn json_lines_parse_and_carry_the_same_fields() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_736_831_709_250);
+        let line = json_line("::1", at, "GET", "/resize?url=\"x\"", "HTTP/1.1", 200, 10, Duration::from_millis(5));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["time"], "2025-01-14T05:15:09.250Z");
+        assert_eq!(v["uri"], "/resize?url=\"x\"");
+        assert_eq!(v["status"], 200);
+        assert_eq!(v["bytes"], 10);
+        assert_eq!(v["duration"], 0.005);
     }
 
     #[test]

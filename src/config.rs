@@ -86,6 +86,11 @@ pub const FLAGS: &[Flag] = &[
     flag("cache-post", Kind::Bool, "false", "Also cache results of POST requests (keyed by a hash of the body)"),
     flag("source-cache", Kind::Str, "64MiB", "Memory for origin responses kept for re-use and revalidation; 0 turns it off"),
     flag("admin-key", Kind::Str, "", "Key for the admin endpoints (/admin/purge); empty disables them"),
+    // Operations (docs/operations.md).
+    flag("admin-listen", Kind::Str, "", "Extra listener serving only /health, /health/live, /health/ready and /metrics, without API key or rate limit, e.g. 127.0.0.1:9090 or :9090"),
+    flag("log-format", Kind::Str, "imaginary", "Log format: imaginary (Apache-style access line, text app logs) or json (one JSON object per line for both)"),
+    flag("shutdown-delay", Kind::Int, "0", "Seconds to keep serving after SIGTERM while /health/ready answers 503, so load balancers stop sending first"),
+    flag("upgrade", Kind::Bool, "false", "Zero-downtime upgrade: take the listening sockets over from the imgedge running on this port, which then drains and exits"),
 ];
 
 /// The validated configuration.
@@ -127,12 +132,22 @@ pub struct Config {
     pub grace_period: u64,
     pub max_body_size: u64,
     pub queue: usize,
+    /// Named origins: path prefixes served from an object store or a site (YAML `origins`).
+    pub origins: Vec<OriginConfig>,
     /// Cache tiers, sizes and lifetimes.
     pub cache: crate::cache::CacheConfig,
     /// Whether POST results are cached (keyed by the body's hash).
     pub cache_post: bool,
     /// `Admin-Key` for `/admin/*`; empty = admin endpoints off.
     pub admin_key: String,
+    /// `-admin-listen`: a second listener for health and metrics only.
+    pub admin_listen: Option<SocketAddr>,
+    /// `-log-format json`: access log and application logs as JSON lines.
+    pub log_json: bool,
+    /// Seconds between SIGTERM (readiness turns 503) and closing the listeners.
+    pub shutdown_delay: u64,
+    /// `-upgrade`: receive the listening sockets from the running process.
+    pub upgrade: bool,
 }
 
 /// What the command line asks for.
@@ -421,7 +436,32 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         _ => values.bool("cache-post"),
     };
 
+    let admin_listen = match values.get("admin-listen").trim() {
+        "" => None,
+        text => {
+            let (host, port) = text.rsplit_once(':').unwrap_or(("", text));
+            let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "-admin-listen {text:?}: give host:port or :port, e.g. 127.0.0.1:9090"
+                ))
+            })?;
+            let addr = listen_addr(host, port)?;
+            if port == listen.port() {
+                return invalid(format!(
+                    "-admin-listen {text:?} uses the main port {port}: pick another port"
+                ));
+            }
+            Some(addr)
+        }
+    };
+    let log_json = match values.get("log-format") {
+        "imaginary" | "" => false,
+        "json" => true,
+        other => return invalid(format!("-log-format {other:?}: use imaginary or json")),
+    };
+
     Ok(Config {
+        origins: file.origins,
         cache,
         cache_post,
         admin_key: pick("admin-key", file.admin.key),
@@ -462,6 +502,10 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         grace_period: values.int("grace-period").max(0) as u64,
         max_body_size: max_body_size as u64,
         queue: values.int("queue").max(0) as usize,
+        admin_listen,
+        log_json,
+        shutdown_delay: values.int("shutdown-delay").max(0) as u64,
+        upgrade: values.bool("upgrade"),
     })
 }
 
@@ -471,6 +515,43 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
 struct FileConfig {
     cache: FileCache,
     admin: FileAdmin,
+    origins: Vec<OriginConfig>,
+}
+
+/// One named origin (YAML `origins:` list): requests under `prefix` are served from `url`.
+/// `/photos/a/b.jpg?width=300` with `prefix: /photos` → `<url>/a/b.jpg`, transformed by
+/// `operation` (or the request's `op` param); without image params it is proxied as-is.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginConfig {
+    pub name: String,
+    pub prefix: String,
+    /// Base URL; with `s3`, the S3 endpoint (`http://host:port`), the bucket name apart.
+    pub url: String,
+    /// Default image endpoint for requests with image params. Default `resize`.
+    #[serde(default = "default_operation")]
+    pub operation: String,
+    /// A private S3-compatible bucket: requests are signed (AWS SigV4).
+    #[serde(default)]
+    pub s3: Option<S3Config>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+fn default_operation() -> String {
+    "resize".to_string()
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

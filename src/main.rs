@@ -1,17 +1,28 @@
-//! Start-up: configuration, libvips, the pingora server and its one service.
+//! Start-up: configuration, logs, libvips, the pingora server and its services, and the
+//! process's life cycle as an operator drives it (docs/operations.md):
 //!
-//! Pingora's own command line (`Opt`) would clash with imaginary's flags, so its `ServerConf`
-//! is built here from imgedge's configuration and pingora never sees argv.
+//! ```text
+//! start      bind (or, with -upgrade, receive the listening sockets from the old process)
+//! SIGTERM    /health/ready → 503 · -shutdown-delay s still serving · listeners close ·
+//!            -grace-period s for in-flight requests · exit
+//! SIGQUIT    hand the listening sockets to the new process (pingora's upgrade) · drain · exit
+//! SIGINT     exit now
+//! ```
+//!
+//! Pingora's own command line (`Opt`) would clash with imaginary's flags, so `Opt` and
+//! `ServerConf` are built here from imgedge's configuration and pingora never sees argv.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use pingora::server::configuration::ServerConf;
-use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 
 use imgedge::cache::Cache;
-use imgedge::config::{self, Command, ConfigError};
+use imgedge::config::{self, Command, Config, ConfigError};
 use imgedge::ops;
-use imgedge::proxy::Edge;
+use imgedge::proxy::{admin, Edge};
 
 fn main() {
     // `docker run image imaginary -p 9000 …` passes the command name through: skip it so the
@@ -40,13 +51,7 @@ fn main() {
         }
     };
 
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IMGEDGE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn")),
-        )
-        .init();
+    init_logs(cfg.log_json);
     // Flags that only meant something to Go's runtime: accepted so old command lines start.
     let given = |name: &str| {
         std::env::args().any(|a| a.trim_start_matches('-').split('=').next() == Some(name))
@@ -67,21 +72,34 @@ fn main() {
         .unwrap_or(1);
     ops::vips::init(vips_threads);
 
-    let mut conf = ServerConf {
+    let port = cfg.listen.port();
+    let conf = ServerConf {
         threads: cfg.workers.max(1),
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),
         // Room for every image worker plus blocking file reads.
         max_blocking_threads: Some(cfg.workers * 2 + 4),
+        // Both processes of an upgrade derive these from the port, so they agree on them.
+        pid_file: format!("/tmp/imgedge-{port}.pid"),
+        upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),
         ..ServerConf::default()
     };
-    let port = cfg.listen.port();
-    conf.pid_file = format!("/tmp/imgedge-{port}.pid");
-    conf.upgrade_sock = format!("/tmp/imgedge-{port}-upgrade.sock");
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let upgrade = cfg.upgrade && start_upgrade(&conf.pid_file, &conf.upgrade_sock);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let pid_file = conf.pid_file.clone();
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    // With -upgrade this blocks until the old process has sent its listening sockets; from
+    // then on both accept on them until the old one closes its listeners.
     server.bootstrap();
+    if upgrade {
+        tracing::info!("listening sockets received from the previous process");
+    }
+    write_pid_file(&pid_file, upgrade);
 
-    let cache = match open_cache(&cfg) {
+    let cache = match open_cache(&cfg, upgrade) {
         Ok(cache) => cache,
         Err(m) => {
             eprintln!("cache: {m}");
@@ -100,6 +118,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let status = edge.status();
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge);
     let addr = cfg.listen.to_string();
     // TLS only when both files are given, as imaginary does; HTTP/2 is offered through ALPN.
@@ -118,18 +137,169 @@ fn main() {
         service.add_tcp(&addr);
     }
     server.add_service(service);
-    tracing::info!(%addr, prefix = %cfg.path_prefix, "imgedge listening");
-    server.run_forever();
+    if let Some(admin_addr) = cfg.admin_listen {
+        let mut admin_service = pingora::services::listening::Service::new(
+            "admin".to_string(),
+            admin::AdminApp::new(status),
+        );
+        admin_service.add_tcp(&admin_addr.to_string());
+        server.add_service(admin_service);
+        tracing::info!(addr = %admin_addr, "admin listener (health, metrics)");
+    }
+    tracing::info!(%addr, prefix = %cfg.path_prefix, pid = std::process::id(), "imgedge listening");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(Signals {
+            delay: Duration::from_secs(cfg.shutdown_delay),
+            grace: cfg.grace_period,
+        }),
+    });
+    remove_pid_file(&pid_file);
+    tracing::info!("stopped");
+    std::process::exit(0);
+}
+
+/// How the process reacts to signals: pingora's meanings (QUIT upgrade, TERM graceful, INT
+/// fast), with readiness failing first on TERM and `-shutdown-delay` before the listeners close.
+struct Signals {
+    delay: Duration,
+    grace: u64,
+}
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::quit()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers; stopping");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT: handing the listening sockets to the new process, then draining");
+                ShutdownSignal::GracefulUpgrade
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping now");
+                ShutdownSignal::FastShutdown
+            }
+            _ = term.recv() => {
+                admin::start_draining();
+                if !self.delay.is_zero() {
+                    tracing::info!(delay_s = self.delay.as_secs(), "SIGTERM: /health/ready now fails; serving on until the shutdown delay ends");
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.delay) => {}
+                        // A second TERM cuts the delay short; INT still means now.
+                        _ = term.recv() => {}
+                        _ = int.recv() => return ShutdownSignal::FastShutdown,
+                    }
+                }
+                tracing::info!(grace_s = self.grace, "SIGTERM: listeners closed; in-flight requests finish within the grace period");
+                ShutdownSignal::GracefulTerminate
+            }
+        }
+    }
+}
+
+/// `-upgrade`: finds the running imgedge through the pid file, and once this process waits on
+/// the upgrade socket, sends it SIGQUIT so it hands its listening sockets over (pingora's
+/// upgrade). Returns false, to start normally, when no such process is running.
+fn start_upgrade(pid_file: &str, upgrade_sock: &str) -> bool {
+    let Some(old) = running_imgedge(pid_file) else {
+        tracing::warn!(pid_file, "-upgrade: no running imgedge found through the pid file; starting normally");
+        return false;
+    };
+    tracing::info!(old_pid = old, "-upgrade: taking the listening sockets over");
+    // pingora unlinks a stale socket and binds a new one while bootstrapping; the old process
+    // retries its connection every second for 5 s, so signal as soon as the socket exists.
+    let _ = std::fs::remove_file(upgrade_sock);
+    let sock = upgrade_sock.to_string();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !Path::new(&sock).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50)); // bound → listening
+        // SAFETY: kill(2) with a pid checked to be an imgedge process of ours just before.
+        unsafe {
+            libc::kill(old as i32, libc::SIGQUIT);
+        }
+    });
+    true
+}
+
+/// The pid in `pid_file`, if it names a live imgedge process other than this one. The
+/// process name is checked so a stale file never gets an unrelated process signalled.
+fn running_imgedge(pid_file: &str) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+    if pid == std::process::id() || pid == 0 {
+        return None;
+    }
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    matches!(comm.trim(), "imgedge" | "imaginary").then_some(pid)
+}
+
+/// Records this process's pid for the next `-upgrade`. Skipped when another live imgedge owns
+/// the file and this is not an upgrade: that start is about to fail on the busy port.
+fn write_pid_file(pid_file: &str, upgrade: bool) {
+    if !upgrade && running_imgedge(pid_file).is_some() {
+        return;
+    }
+    // Temp file + rename: a symlink planted at the name is replaced, never followed.
+    let tmp = format!("{pid_file}.{}.tmp", std::process::id());
+    let written = std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|_| std::fs::rename(&tmp, pid_file));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(pid_file, error = %e, "cannot write the pid file; -upgrade will not find this process");
+    }
+}
+
+/// Removes the pid file if it is still ours (after an upgrade it names the new process).
+fn remove_pid_file(pid_file: &str) {
+    let ours = std::fs::read_to_string(pid_file)
+        .is_ok_and(|s| s.trim() == std::process::id().to_string());
+    if ours {
+        let _ = std::fs::remove_file(pid_file);
+    }
 }
 
 /// Opens both cache tiers. foyer's builder is async; the disk tier then runs on a runtime of
 /// its own, so a short-lived one is enough here.
-fn open_cache(cfg: &imgedge::config::Config) -> Result<Cache, String> {
+///
+/// During an upgrade the old process still holds the disk tier's directory lock; the sockets
+/// are already shared, and the old process keeps accepting meanwhile (connections that arrive
+/// after it stops wait in the listen backlog), so wait for the lock instead of failing. If it
+/// is not released in time, serve without the disk tier rather than not at all.
+fn open_cache(cfg: &Config, upgrade: bool) -> Result<Cache, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(Cache::open(cfg.cache.clone()))
+    // pingora's hand-over window (5 s) + the old process's grace period + its runtime stop.
+    let deadline = Instant::now() + Duration::from_secs(5 + cfg.grace_period + 2 + 10);
+    let mut waiting = false;
+    loop {
+        match runtime.block_on(Cache::open(cfg.cache.clone())) {
+            Err(e) if upgrade && e.contains("in use by another process") => {
+                if Instant::now() >= deadline {
+                    tracing::warn!(error = %e, "-upgrade: the previous process kept the disk cache; serving without the disk tier until the next restart");
+                    let mut memory_only = cfg.cache.clone();
+                    memory_only.disk_bytes = 0;
+                    return runtime.block_on(Cache::open(memory_only));
+                }
+                if !waiting {
+                    tracing::info!("-upgrade: waiting for the previous process to release the disk cache");
+                    waiting = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Flushes the disk tier when the server shuts down, so written entries survive the restart.
@@ -141,6 +311,106 @@ impl pingora::services::background::BackgroundService for CacheCloser {
         let _ = shutdown.changed().await;
         if let Err(e) = self.0.close().await {
             tracing::warn!(error = %e, "cache did not close cleanly");
+        }
+    }
+}
+
+/// Application logs through `tracing` on stderr, filtered by `IMGEDGE_LOG` (e.g.
+/// `info,imgedge=debug`); pingora's own `log` records come through the same filter. With
+/// `-log-format json` every line is one JSON object (`time`, `level`, `target`, `message`,
+/// then the event's fields).
+fn init_logs(json: bool) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGEDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal());
+    if json {
+        builder.event_format(json_log::JsonEvents).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// A minimal JSON event formatter (the `json` feature of tracing-subscriber would add
+/// dependencies for the same few lines).
+mod json_log {
+    use std::fmt;
+
+    use serde_json::{Map, Value};
+    use tracing::field::{Field, Visit};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+    use tracing_subscriber::registry::LookupSpan;
+
+    pub struct JsonEvents;
+
+    #[derive(Default)]
+    struct Fields(Map<String, Value>);
+
+    impl Fields {
+        fn put(&mut self, field: &Field, value: Value) {
+            self.0.insert(field.name().to_string(), value);
+        }
+    }
+
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+            self.put(field, Value::String(format!("{value:?}")));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.put(field, Value::String(value.to_string()));
+        }
+        fn record_i64(&mut self, field: &Field, value: i64) {
+            self.put(field, value.into());
+        }
+        fn record_u64(&mut self, field: &Field, value: u64) {
+            self.put(field, value.into());
+        }
+        fn record_f64(&mut self, field: &Field, value: f64) {
+            self.put(field, value.into());
+        }
+        fn record_bool(&mut self, field: &Field, value: bool) {
+            self.put(field, value.into());
+        }
+    }
+
+    impl<S, N> FormatEvent<S, N> for JsonEvents
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        fn format_event(
+            &self,
+            _ctx: &FmtContext<'_, S, N>,
+            mut writer: Writer<'_>,
+            event: &Event<'_>,
+        ) -> fmt::Result {
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let meta = event.metadata();
+            // Records from the `log` crate (pingora's) carry their real target as a field.
+            let target = match fields.0.remove("log.target") {
+                Some(Value::String(t)) => t,
+                _ => meta.target().to_string(),
+            };
+            fields.0.retain(|k, _| !k.starts_with("log."));
+            let message = fields.0.remove("message").unwrap_or(Value::String(String::new()));
+            let mut line = format!(
+                "{{\"time\":\"{}\",\"level\":\"{}\",\"target\":{},\"message\":{}",
+                imgedge::accesslog::rfc3339(std::time::SystemTime::now()),
+                meta.level(),
+                Value::String(target),
+                message
+            );
+            for (k, v) in fields.0 {
+                line.push_str(&format!(",{}:{v}", Value::String(k)));
+            }
+            line.push('}');
+            writeln!(writer, "{line}")
         }
     }
 }

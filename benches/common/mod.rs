@@ -59,7 +59,7 @@ pub fn photo_pixels(width: u32, height: u32, bands: u32, seed: u64) -> Vec<u8> {
             let x = i as f32 / width as f32;
             // texture: resolution-independent octaves, then per-pixel grain
             let t = fbm(x, y, 6.0, 7, seed);
-            let detail = fbm(x, y, 96.0, 3, seed + 100);
+            let detail = fbm(x, y, width as f32 / 16.0, 4, seed + 100);
             let grain = hash(i as i64, j as i64, seed + 7) - 0.5;
             // light: a warm-to-cool gradient
             let light = 0.35 + 0.5 * (1.0 - y / aspect.max(0.01)) * 0.6 + 0.25 * x;

@@ -20,6 +20,7 @@ pub mod produce;
 pub mod response;
 pub mod route;
 pub mod source;
+pub mod upstream;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,11 +46,13 @@ use produce::{Input, Producer};
 use response::Reply;
 use route::Route;
 use source::Source;
+use upstream::{NamedOrigin, Passthrough, Upstreams};
 
 /// The imgedge edge node: one per process, shared by every connection.
 pub struct Edge {
     cfg: Arc<Config>,
     producer: Arc<Producer>,
+    upstreams: Upstreams,
     signer: Option<Signer>,
     placeholder: Option<placeholder::Placeholder>,
     rate_limit: Option<RateLimit>,
@@ -64,6 +67,8 @@ pub struct RequestCtx {
     bytes: usize,
     /// Route name for metrics (`resize`, `health`, `unknown`…).
     endpoint: &'static str,
+    /// Set when a named origin's object is proxied as-is (no image params).
+    passthrough: Option<Passthrough>,
 }
 
 impl Edge {
@@ -74,10 +79,12 @@ impl Edge {
             n => n,
         };
         Ok(Edge {
+            upstreams: Upstreams::new(&cfg.origins)?,
             producer: Arc::new(Producer {
                 cfg: cfg.clone(),
                 pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
                 origin: Arc::new(OriginClient::new(rules, origin_cap, cfg.allow_private_origins)),
+                trusted: Arc::new(OriginClient::new(Default::default(), origin_cap, true)),
                 cache,
             }),
             signer: cfg
@@ -131,6 +138,9 @@ impl Edge {
         ctx.endpoint = route.label();
         match route {
             Route::Redirect(location) => return Reply::redirect(location),
+            // Probes: no API key, rate limit or CORS (docs/operations.md).
+            Route::Live => return admin::live(),
+            Route::Ready => return admin::ready(),
             Route::NotFoundPlain => return Reply::plain_not_found(),
             _ => {}
         }
@@ -140,6 +150,20 @@ impl Edge {
             return self.preflight(session);
         }
         let pairs = ops::params::query_pairs(&raw_query);
+        // A named origin's objects are images: signed like image endpoints, but the GET gate
+        // (which is about ?file= and ?url=) does not apply.
+        let named = self.upstreams.find(&path).is_some();
+        if named && method != Method::GET && method != Method::HEAD {
+            return Reply::error(&Error::MethodNotAllowed);
+        }
+        if let (true, Some(signer)) = (named, &self.signer) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if let Err(e) = signer.verify(&path, &pairs, now) {
+                return Reply::error(&e);
+            }
+        }
         if let Err(e) = self.admit(&method, image, session, &pairs, &path) {
             return Reply::error(&e);
         }
@@ -150,14 +174,25 @@ impl Edge {
         if route::is_disabled(&self.cfg.disabled_endpoints, &path) {
             return Reply::error(&Error::NotImplemented);
         }
+        if let Some((origin, object)) = self.upstreams.find(&path) {
+            ctx.endpoint = "origin";
+            let mut reply = self
+                .named(session, ctx, origin, object, &raw_query, &pairs)
+                .await;
+            self.cache_headers(&mut reply, &method, &path);
+            reply.headers.extend(limit_headers);
+            return reply;
+        }
 
         let mut reply = match route {
             Route::Index => admin::index(&self.libvips),
-            Route::Health => admin::health(self.started),
+            Route::Health => admin::health(&self.status()),
             Route::Form => admin::form(&self.cfg.path_prefix),
             Route::Image(endpoint) => self.image(session, endpoint, &raw_query, &pairs).await,
-            Route::Metrics => self.metrics(),
+            Route::Metrics => admin::metrics_reply(&self.status()),
             Route::Purge => self.purge(session, &pairs).await,
+            Route::Live => admin::live(),
+            Route::Ready => admin::ready(),
             Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
                 Reply::error(&Error::NotFound)
             }
@@ -319,17 +354,24 @@ impl Edge {
                 (Input::Url(url, forwarded), Some(identity))
             }
         };
+        self.serve_variant(session, plan, input, identity).await
+    }
+
+    /// Memory, disk, or one production shared by every concurrent request for the variant.
+    /// `identity` names the source and its version; `None` bypasses the cache.
+    async fn serve_variant(
+        &self,
+        session: &Session,
+        plan: Plan,
+        input: Input,
+        identity: Option<String>,
+    ) -> Result<Reply, Error> {
         let producer = self.producer.clone();
         let Some(identity) = identity else {
             let variant = producer.make(plan, input).await?;
             return Ok(self.variant_reply(session, &variant, "BYPASS"));
         };
-        // The plan is the parsed, validated, canonical request: `width=0300&foo=1` and
-        // `width=300` share it; `sign` and `key` never reach it.
-        let key = Key::builder()
-            .field("plan", format!("{plan:?}"))
-            .field("source", &identity)
-            .finish();
+        let key = variant_key(&plan, &identity);
         let source_id = SourceId::new(source_name(&identity));
         let (variant, outcome) = self
             .producer
@@ -346,6 +388,62 @@ impl Edge {
             Outcome::Miss | Outcome::Coalesced => "MISS",
         };
         Ok(self.variant_reply(session, &variant, label))
+    }
+
+    /// A named origin's object: transformed with imaginary's params (the origin's default
+    /// operation, or `op`), or proxied as-is when the query has none.
+    async fn named(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        origin: &NamedOrigin,
+        object: &str,
+        raw_query: &str,
+        pairs: &[(String, String)],
+    ) -> Reply {
+        let params = match Params::from_query(raw_query) {
+            Ok(p) => p,
+            Err(e) => return Reply::error(&Error::Op(e)),
+        };
+        let endpoint = match first(pairs, "op") {
+            None => origin.operation,
+            Some(op) => match route::IMAGE_ENDPOINTS.iter().find(|(n, _)| *n == op) {
+                Some((_, e)) => *e,
+                None => return Reply::error(&Error::bad_request(format!("unknown op {op:?}: name an image endpoint such as resize or crop"))),
+            },
+        };
+        if first(pairs, "op").is_none() && Params::from_query("").is_ok_and(|none| none == params) {
+            return match Passthrough::to(&origin.fetch_url(object)).await {
+                Ok(target) => {
+                    ctx.passthrough = Some(target);
+                    Reply::proxy()
+                }
+                Err(e) => Reply::error(&Error::Message {
+                    status: 502,
+                    message: format!("origin {}: {e}", origin.name),
+                }),
+            };
+        }
+        let accept = header(session, "accept");
+        let plan = match Plan::new(endpoint, &params, accept.as_deref()) {
+            Ok(plan) => plan,
+            Err(e) => return Reply::error(&Error::Op(e)),
+        };
+        let vary_accept = plan.vary_accept;
+        let object_url = origin.object_url(object);
+        let input = Input::Named {
+            fetch: origin.fetch_url(object),
+            object: object_url.clone(),
+        };
+        let identity = Some(format!("url:{object_url}"));
+        let mut reply = match self.serve_variant(session, plan, input, identity).await {
+            Ok(reply) => reply,
+            Err(e) => Reply::error(&e),
+        };
+        if vary_accept {
+            reply.vary("Accept");
+        }
+        reply
     }
 
     /// A variant as a response: 304 when the client already has these bytes.
@@ -372,15 +470,15 @@ impl Edge {
         reply
     }
 
-    /// `GET /metrics`: Prometheus text exposition.
-    fn metrics(&self) -> Reply {
-        let m = metrics();
-        let pool = &self.producer.pool;
-        m.pool_waiting.set(pool.waiting() as i64);
-        m.pool_in_flight.set(pool.in_flight() as i64);
-        m.process_rss_bytes.set(admin::process_rss_bytes() as i64);
-        let stats = self.producer.cache.stats();
-        Reply::new(200, "text/plain; version=0.0.4", m.render(Some(&stats)))
+    /// What `/health` and `/metrics` report on (shared with the `-admin-listen` listener).
+    pub fn status(&self) -> admin::Status {
+        admin::Status {
+            started: self.started,
+            pool: self.producer.pool.clone(),
+            cache: self.producer.cache.clone(),
+            workers: self.cfg.workers,
+            queue: self.cfg.queue,
+        }
     }
 
     /// `POST /admin/purge` with `Admin-Key`: `?all=true`, `?source=<url or mounted file>`, or
@@ -452,11 +550,7 @@ impl Edge {
         };
         let mut keys = Vec::new();
         for accept in ["image/webp", "image/png", "image/jpeg", ""] {
-            let plan = Plan::new(endpoint, &params, Some(accept))?;
-            let key = Key::builder()
-                .field("plan", format!("{plan:?}"))
-                .field("source", &identity)
-                .finish();
+            let key = variant_key(&Plan::new(endpoint, &params, Some(accept))?, &identity);
             if !keys.contains(&key) {
                 keys.push(key);
             }
@@ -518,6 +612,7 @@ impl ProxyHttp for Edge {
             status: 0,
             bytes: 0,
             endpoint: "unknown",
+            passthrough: None,
         }
     }
 
@@ -533,18 +628,49 @@ impl ProxyHttp for Edge {
         session.set_write_timeout(timeouts.1.map(Duration::from_secs));
         let head = session.req_header().method == Method::HEAD;
         let reply = self.handle(session, ctx).await;
+        if reply.is_proxy() {
+            return Ok(false); // pingora proxies it: upstream_peer + upstream_request_filter
+        }
         ctx.status = reply.status;
         ctx.bytes = response::send(session, reply, head).await?;
         Ok(true)
     }
 
+    /// Only named-origin passthrough reaches here: the address was resolved (asynchronously)
+    /// in `request_filter`, so `HttpPeer::new` never resolves.
     async fn upstream_peer(
         &self,
         _session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        // Every request is answered in request_filter; there is no upstream to pick.
-        Err(pingora::Error::new(pingora::ErrorType::HTTPStatus(404)))
+        let Some(target) = &ctx.passthrough else {
+            return Err(pingora::Error::new(pingora::ErrorType::HTTPStatus(404)));
+        };
+        let mut peer = HttpPeer::new(target.addr, target.tls, target.host.clone());
+        peer.options.connection_timeout = Some(Duration::from_secs(5));
+        peer.options.read_timeout = Some(Duration::from_secs(30));
+        Ok(Box::new(peer))
+    }
+
+    /// Passthrough requests go to the object's path with the origin's Host; credentials meant
+    /// for imgedge stay here.
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(target) = &ctx.passthrough {
+            let uri: http::Uri = target.path_and_query.parse().map_err(|_| {
+                pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, "bad upstream path")
+            })?;
+            upstream.set_uri(uri);
+            upstream.insert_header("Host", target.host_header.as_str())?;
+            for secret in ["api-key", "authorization", "cookie"] {
+                upstream.remove_header(secret);
+            }
+        }
+        Ok(())
     }
 
     /// imaginary's access log line (spec §12), with `key` and `sign` redacted (FIX).
@@ -558,6 +684,9 @@ impl ProxyHttp for Edge {
             0 => session.response_written().map_or(0, |r| r.status.as_u16()),
             s => s,
         };
+        if ctx.passthrough.is_some() {
+            ctx.bytes = session.as_downstream().body_bytes_sent();
+        }
         let m = metrics();
         m.requests
             .with_label_values(&[ctx.endpoint, &status.to_string()])
@@ -583,7 +712,11 @@ impl ProxyHttp for Edge {
                 ip => ip.to_string(),
             })
             .unwrap_or_else(|| "-".to_string());
-        let line = crate::accesslog::line(
+        let format = match self.cfg.log_json {
+            true => crate::accesslog::json_line,
+            false => crate::accesslog::line,
+        };
+        let line = format(
             &ip,
             std::time::SystemTime::now(),
             req.method.as_str(),
@@ -605,6 +738,15 @@ fn header(session: &Session, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// The cache key of a variant. The plan is the parsed, validated, canonical request:
+/// `width=0300&foo=1` and `width=300` share it; `sign` and `key` never reach it.
+fn variant_key(plan: &Plan, identity: &str) -> Key {
+    Key::builder()
+        .field("plan", format!("{plan:?}"))
+        .field("source", identity)
+        .finish()
 }
 
 /// Weak comparison of `If-None-Match` against our (strong) ETag, as RFC 9110 §13.1.2 asks.

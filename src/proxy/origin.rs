@@ -191,7 +191,7 @@ impl OriginClient {
                     headers: validators,
                 }));
             }
-            _ => return Err(status_error(status, url.as_str())),
+            _ => return Err(status_error(status, &shown(url))),
         }
         let declared = resp
             .headers
@@ -265,6 +265,18 @@ impl CachingHeaders {
             etag: self.etag.as_deref(),
             last_modified: self.last_modified.as_deref(),
         }
+    }
+}
+
+/// A URL fit for an error message: a presigned request's signature never leaves imgedge.
+fn shown(url: &Url) -> String {
+    match url.query() {
+        Some(q) if q.contains("X-Amz-Signature") => {
+            let mut bare = url.clone();
+            bare.set_query(None);
+            bare.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -31,12 +31,17 @@ pub enum Input {
     File(PathBuf),
     /// An origin URL and the headers forwarded to it.
     Url(Url, Vec<(String, String)>),
+    /// An object of a named origin: fetched from `fetch` (presigned for private buckets),
+    /// known to the source cache as `object`.
+    Named { fetch: Url, object: Url },
 }
 
 pub struct Producer {
     pub cfg: Arc<Config>,
     pub pool: Arc<Pool>,
     pub origin: Arc<OriginClient>,
+    /// The client for named origins: the operator's own, so no allow-list or SSRF guard.
+    pub trusted: Arc<OriginClient>,
     pub cache: Cache,
 }
 
@@ -46,7 +51,14 @@ impl Producer {
         let bytes = match input {
             Input::Bytes(b) => b,
             Input::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
-            Input::Url(url, forwarded) => self.from_origin(url, &forwarded).await?,
+            Input::Url(url, forwarded) => {
+                let key = url.to_string();
+                self.from_origin(&self.origin, url, &key, &forwarded).await?
+            }
+            Input::Named { fetch, object } => {
+                self.from_origin(&self.trusted, fetch, object.as_str(), &[])
+                    .await?
+            }
         };
         if bytes.is_empty() {
             return Err(Error::EmptyBody);
@@ -94,13 +106,19 @@ impl Producer {
     /// The origin's bytes, reused from the source cache while fresh, revalidated with a
     /// conditional GET when stale, fetched otherwise (the origin-shield role). Responses made
     /// for forwarded credentials are never shared.
-    async fn from_origin(&self, url: Url, forwarded: &[(String, String)]) -> Result<Bytes, Error> {
+    async fn from_origin(
+        &self,
+        client: &Arc<OriginClient>,
+        url: Url,
+        key: &str,
+        forwarded: &[(String, String)],
+    ) -> Result<Bytes, Error> {
         let sources = self.cache.sources();
-        let shown = url.to_string();
+        let shown = key.to_string();
         let shareable = forwarded.is_empty();
         let m = metrics();
         if shareable {
-            match sources.lookup(url.as_str()).await {
+            match sources.lookup(key).await {
                 Lookup::Fresh(entry) => {
                     m.source_cache.with_label_values(&["fresh"]).inc();
                     return entry_body(&entry, &shown);
@@ -108,33 +126,29 @@ impl Producer {
                 Lookup::Stale(entry) if entry.serve_while_revalidating(unix_now()) => {
                     // stale-while-revalidate: answer now, refresh behind the response.
                     m.source_cache.with_label_values(&["stale"]).inc();
-                    let (origin, cache) = (self.origin.clone(), self.cache.clone());
-                    let (stale, target) = (entry.clone(), url.clone());
+                    let (origin, cache) = (client.clone(), self.cache.clone());
+                    let (stale, target, key) = (entry.clone(), url.clone(), key.to_string());
                     tokio::spawn(async move {
-                        let _ = revalidate(&origin, &cache, target, stale).await;
+                        let _ = revalidate(&origin, &cache, target, &key, stale).await;
                     });
                     return entry_body(&entry, &shown);
                 }
                 Lookup::Stale(entry) if entry.has_validators() => {
                     m.source_cache.with_label_values(&["revalidated"]).inc();
-                    return revalidate(&self.origin, &self.cache, url, entry).await;
+                    return revalidate(client, &self.cache, url, key, entry).await;
                 }
                 Lookup::Stale(_) | Lookup::Miss => {}
             }
         }
         m.source_cache.with_label_values(&["fetched"]).inc();
-        let fetched = self.origin.fetch(url.clone(), forwarded).await?;
+        let fetched = client.fetch(url, forwarded).await?;
         if !shareable {
             return match fetched.status {
                 200 => Ok(fetched.body),
                 s => Err(status_error(s, &shown)),
             };
         }
-        self.keep(&url, fetched, &shown).await
-    }
-
-    async fn keep(&self, url: &Url, fetched: Fetched, shown: &str) -> Result<Bytes, Error> {
-        keep(&self.cache, url, fetched, shown).await
+        keep(&self.cache, key, fetched).await
     }
 
     /// The images `/watermarkimage` overlays, under the same origin rules, timeouts and byte
@@ -165,9 +179,9 @@ async fn revalidate(
     origin: &OriginClient,
     cache: &Cache,
     url: Url,
+    key: &str,
     stale: Arc<SourceEntry>,
 ) -> Result<Bytes, Error> {
-    let shown = url.to_string();
     let mut headers = Vec::new();
     if let Some(etag) = &stale.etag {
         headers.push(("If-None-Match".to_string(), etag.clone()));
@@ -175,23 +189,24 @@ async fn revalidate(
     if let Some(lm) = &stale.last_modified {
         headers.push(("If-Modified-Since".to_string(), lm.clone()));
     }
-    let fetched = origin.fetch(url.clone(), &headers).await?;
+    let fetched = origin.fetch(url, &headers).await?;
     if fetched.status == 304 {
         let entry = cache
             .sources()
-            .refresh_with(url.as_str(), &fetched.headers.as_origin_headers())
+            .refresh_with(key, &fetched.headers.as_origin_headers())
             .await
             .unwrap_or(stale);
-        return entry_body(&entry, &shown);
+        return entry_body(&entry, key);
     }
-    keep(cache, &url, fetched, &shown).await
+    keep(cache, key, fetched).await
 }
 
-/// Stores an origin answer in the source cache (404s too, briefly) and returns its body.
-async fn keep(cache: &Cache, url: &Url, fetched: Fetched, shown: &str) -> Result<Bytes, Error> {
+/// Stores an origin answer in the source cache under `key` (404s too, briefly) and returns
+/// its body.
+async fn keep(cache: &Cache, key: &str, fetched: Fetched) -> Result<Bytes, Error> {
     if fetched.status == 304 {
         // A 304 to an unconditional request: the origin is confused; nothing to serve.
-        return Err(status_error(304, shown));
+        return Err(status_error(304, key));
     }
     let sources = cache.sources();
     let entry = sources.entry_from_origin(
@@ -199,8 +214,8 @@ async fn keep(cache: &Cache, url: &Url, fetched: Fetched, shown: &str) -> Result
         fetched.body,
         &fetched.headers.as_origin_headers(),
     );
-    let result = entry_body(&entry, shown);
-    sources.store(url.as_str(), entry).await;
+    let result = entry_body(&entry, key);
+    sources.store(key, entry).await;
     result
 }
 

@@ -43,6 +43,15 @@ impl Reply {
         reply
     }
 
+    /// Not a response: the request is to be proxied upstream (named-origin passthrough).
+    pub fn proxy() -> Self {
+        Reply::new(0, "", Bytes::new())
+    }
+
+    pub fn is_proxy(&self) -> bool {
+        self.status == 0
+    }
+
     /// Go's mux 404 for unknown paths under a non-root prefix.
     pub fn plain_not_found() -> Self {
         Reply::new(404, "text/plain; charset=utf-8", "404 page not found\n")

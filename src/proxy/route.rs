@@ -11,6 +11,9 @@ pub enum Route {
     /// `/` (or the prefix itself): versions JSON.
     Index,
     Health,
+    /// `/health/live` and `/health/ready`: probes (imgedge's own).
+    Live,
+    Ready,
     Form,
     Image(Endpoint),
     /// `/metrics`: Prometheus exposition (imgedge's own).
@@ -69,6 +72,8 @@ pub fn resolve(prefix: &str, path: &str, query: Option<&str>) -> Route {
     match rest {
         "" | "/" if prefix == "/" || rest.is_empty() => Route::Index,
         "/health" => Route::Health,
+        "/health/live" => Route::Live,
+        "/health/ready" => Route::Ready,
         "/form" => Route::Form,
         "/metrics" => Route::Metrics,
         "/admin/purge" => Route::Purge,
@@ -86,6 +91,8 @@ impl Route {
         match self {
             Route::Index => "index",
             Route::Health => "health",
+            Route::Live => "live",
+            Route::Ready => "ready",
             Route::Form => "form",
             Route::Metrics => "metrics",
             Route::Purge => "purge",
