@@ -11,7 +11,10 @@ CARGO ?= cargo
 APT_PACKAGES := libvips-dev pkg-config build-essential cmake clang fonts-dejavu-core curl openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build run test bench clean
+.PHONY: deps test-servers build run test bench clean
+
+# Servers the integration tests start for real: an S3-compatible store (tests/origins.rs).
+S3S_FS_VERSION := 0.14.1
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -37,7 +40,11 @@ run: build
 	@echo
 	PORT= ./target/release/imgedge -p $(PORT) -mount testdata -grace-period 1
 
-test: deps
+test-servers: deps
+	@command -v s3s-fs >/dev/null || [ -x "$${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs" ] || \
+	  $(CARGO) install s3s-fs --version $(S3S_FS_VERSION) --features binary --locked
+
+test: deps test-servers
 	$(CARGO) build --locked --bins
 	$(CARGO) test --locked -- --test-threads=2
 

@@ -124,7 +124,16 @@ mod tests {
     #[test]
     fn json_lines_parse_and_carry_the_same_fields() {
         let at = UNIX_EPOCH + Duration::from_millis(1_736_831_709_250);
-        let line = json_line("::1", at, "GET", "/resize?url=\"x\"", "HTTP/1.1", 200, 10, Duration::from_millis(5));
+        let line = json_line(
+            "::1",
+            at,
+            "GET",
+            "/resize?url=\"x\"",
+            "HTTP/1.1",
+            200,
+            10,
+            Duration::from_millis(5),
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["time"], "2025-01-14T05:15:09.250Z");
         assert_eq!(v["uri"], "/resize?url=\"x\"");

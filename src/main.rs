@@ -84,7 +84,7 @@ fn main() {
         upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),
         ..ServerConf::default()
     };
-    let upgrade = cfg.upgrade && start_upgrade(&conf.pid_file, &conf.upgrade_sock);
+    let upgrade = cfg.upgrade && start_upgrade(&conf.pid_file, &conf.upgrade_sock, port);
     let opt = Opt {
         upgrade,
         ..Opt::default()
@@ -97,7 +97,7 @@ fn main() {
     if upgrade {
         tracing::info!("listening sockets received from the previous process");
     }
-    write_pid_file(&pid_file, upgrade);
+    write_pid_file(&pid_file, port, upgrade);
 
     let cache = match open_cache(&cfg, upgrade) {
         Ok(cache) => cache,
@@ -207,9 +207,12 @@ impl ShutdownSignalWatch for Signals {
 /// `-upgrade`: finds the running imgedge through the pid file, and once this process waits on
 /// the upgrade socket, sends it SIGQUIT so it hands its listening sockets over (pingora's
 /// upgrade). Returns false, to start normally, when no such process is running.
-fn start_upgrade(pid_file: &str, upgrade_sock: &str) -> bool {
-    let Some(old) = running_imgedge(pid_file) else {
-        tracing::warn!(pid_file, "-upgrade: no running imgedge found through the pid file; starting normally");
+fn start_upgrade(pid_file: &str, upgrade_sock: &str, port: u16) -> bool {
+    let Some(old) = running_imgedge(pid_file, port) else {
+        tracing::warn!(
+            pid_file,
+            "-upgrade: no running imgedge found through the pid file; starting normally"
+        );
         return false;
     };
     tracing::info!(old_pid = old, "-upgrade: taking the listening sockets over");
@@ -222,7 +225,8 @@ fn start_upgrade(pid_file: &str, upgrade_sock: &str) -> bool {
         while !Path::new(&sock).exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(50)); // bound → listening
+        // The file appears at bind(); listen() follows at once.
+        std::thread::sleep(Duration::from_millis(50));
         // SAFETY: kill(2) with a pid checked to be an imgedge process of ours just before.
         unsafe {
             libc::kill(old as i32, libc::SIGQUIT);
@@ -231,21 +235,60 @@ fn start_upgrade(pid_file: &str, upgrade_sock: &str) -> bool {
     true
 }
 
-/// The pid in `pid_file`, if it names a live imgedge process other than this one. The
-/// process name is checked so a stale file never gets an unrelated process signalled.
-fn running_imgedge(pid_file: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()?;
+/// The pid in `pid_file`, if it names a live imgedge process other than this one that holds
+/// a listening socket on `port`. Both are checked so a stale file (a killed process, a reused
+/// pid) never gets an unrelated process signalled.
+fn running_imgedge(pid_file: &str, port: u16) -> Option<u32> {
+    let pid: u32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     if pid == std::process::id() || pid == 0 {
         return None;
     }
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    matches!(comm.trim(), "imgedge" | "imaginary").then_some(pid)
+    if !matches!(comm.trim(), "imgedge" | "imaginary") {
+        return None;
+    }
+    let listeners = listening_inodes(port);
+    let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|link| {
+            let link = link.to_string_lossy();
+            link.strip_prefix("socket:[")
+                .and_then(|rest| rest.strip_suffix(']'))
+                .is_some_and(|inode| listeners.iter().any(|l| l == inode))
+        });
+    holds.then_some(pid)
+}
+
+/// Socket inodes of TCP listeners on `port` (IPv4 and IPv6), from `/proc/net/tcp*`.
+fn listening_inodes(port: u16) -> Vec<String> {
+    let port = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter_map(|line| {
+                    let cols: Vec<&str> = line.split_whitespace().collect();
+                    // local_address is cols[1], state cols[3] (0A = LISTEN), inode cols[9].
+                    (cols.len() > 9 && cols[1].ends_with(&port) && cols[3] == "0A")
+                        .then(|| cols[9].to_string())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Records this process's pid for the next `-upgrade`. Skipped when another live imgedge owns
 /// the file and this is not an upgrade: that start is about to fail on the busy port.
-fn write_pid_file(pid_file: &str, upgrade: bool) {
-    if !upgrade && running_imgedge(pid_file).is_some() {
+fn write_pid_file(pid_file: &str, port: u16, upgrade: bool) {
+    if !upgrade && running_imgedge(pid_file, port).is_some() {
         return;
     }
     // Temp file + rename: a symlink planted at the name is replaced, never followed.
@@ -260,8 +303,8 @@ fn write_pid_file(pid_file: &str, upgrade: bool) {
 
 /// Removes the pid file if it is still ours (after an upgrade it names the new process).
 fn remove_pid_file(pid_file: &str) {
-    let ours = std::fs::read_to_string(pid_file)
-        .is_ok_and(|s| s.trim() == std::process::id().to_string());
+    let ours =
+        std::fs::read_to_string(pid_file).is_ok_and(|s| s.trim() == std::process::id().to_string());
     if ours {
         let _ = std::fs::remove_file(pid_file);
     }
@@ -292,7 +335,9 @@ fn open_cache(cfg: &Config, upgrade: bool) -> Result<Cache, String> {
                     return runtime.block_on(Cache::open(memory_only));
                 }
                 if !waiting {
-                    tracing::info!("-upgrade: waiting for the previous process to release the disk cache");
+                    tracing::info!(
+                        "-upgrade: waiting for the previous process to release the disk cache"
+                    );
                     waiting = true;
                 }
                 std::thread::sleep(Duration::from_millis(50));
@@ -398,7 +443,10 @@ mod json_log {
                 _ => meta.target().to_string(),
             };
             fields.0.retain(|k, _| !k.starts_with("log."));
-            let message = fields.0.remove("message").unwrap_or(Value::String(String::new()));
+            let message = fields
+                .0
+                .remove("message")
+                .unwrap_or(Value::String(String::new()));
             let mut line = format!(
                 "{{\"time\":\"{}\",\"level\":\"{}\",\"target\":{},\"message\":{}",
                 imgedge::accesslog::rfc3339(std::time::SystemTime::now()),

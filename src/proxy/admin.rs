@@ -190,8 +190,16 @@ pub fn form(prefix: &str) -> Reply {
         ("Resize", "resize", "width=300&height=200&type=jpeg"),
         ("Force resize", "resize", "width=300&height=200&force=true"),
         ("Crop", "crop", "width=300&quality=95"),
-        ("SmartCrop", "crop", "width=300&height=260&quality=95&gravity=smart"),
-        ("Extract", "extract", "top=100&left=100&areawidth=300&areaheight=150"),
+        (
+            "SmartCrop",
+            "crop",
+            "width=300&height=260&quality=95&gravity=smart",
+        ),
+        (
+            "Extract",
+            "extract",
+            "top=100&left=100&areawidth=300&areaheight=150",
+        ),
         ("Enlarge", "enlarge", "width=1440&height=900&quality=95"),
         ("Rotate", "rotate", "rotate=180"),
         ("AutoRotate", "autorotate", "quality=90"),
@@ -199,12 +207,24 @@ pub fn form(prefix: &str) -> Reply {
         ("Flop", "flop", ""),
         ("Thumbnail", "thumbnail", "width=100"),
         ("Zoom", "zoom", "factor=2&areawidth=300&top=80&left=80"),
-        ("Color space (black&white)", "resize", "width=400&height=300&colorspace=bw"),
-        ("Add watermark", "watermark", "textwidth=100&text=Hello&font=sans%2012&opacity=0.5&color=255,200,50"),
+        (
+            "Color space (black&white)",
+            "resize",
+            "width=400&height=300&colorspace=bw",
+        ),
+        (
+            "Add watermark",
+            "watermark",
+            "textwidth=100&text=Hello&font=sans%2012&opacity=0.5&color=255,200,50",
+        ),
         ("Convert format", "convert", "type=png"),
         ("Image metadata", "info", ""),
         ("Gaussian blur", "blur", "sigma=15.0&minampl=0.2"),
-        ("Pipeline (image reduction via multiple transformations)", "pipeline", PIPELINE),
+        (
+            "Pipeline (image reduction via multiple transformations)",
+            "pipeline",
+            PIPELINE,
+        ),
     ];
     let mut html = String::from("<html><body>");
     for (title, endpoint, query) in entries {
@@ -256,11 +276,17 @@ mod tests {
     #[test]
     fn health_has_imaginarys_keys_first_then_real_figures() {
         let body = String::from_utf8(health(&status()).body.to_vec()).unwrap();
-        assert!(body.starts_with("{\"uptime\":0,\"allocatedMemory\":"), "{body}");
+        assert!(
+            body.starts_with("{\"uptime\":0,\"allocatedMemory\":"),
+            "{body}"
+        );
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(v["allocatedMemory"].as_f64().unwrap() > 0.0);
         let imaginary = body.find("\"OSMemoryObtained\"").unwrap();
-        assert!(imaginary < body.find("\"pid\"").unwrap(), "imaginary's keys come first");
+        assert!(
+            imaginary < body.find("\"pid\"").unwrap(),
+            "imaginary's keys come first"
+        );
         assert_eq!(v["pid"].as_u64(), Some(std::process::id() as u64));
         assert!(v["rssBytes"].as_u64().unwrap() > 0);
         assert_eq!(v["pool"]["workers"], 3);
