@@ -215,3 +215,126 @@ fn tls_serves_http2() {
     let size = imagesize::size(&out).unwrap();
     assert_eq!((size.width, size.height), (300, 200));
 }
+
+/// A PNG whose header claims `w`×`h` pixels, with only a sliver of real data: tiny on the wire,
+/// enormous once decoded.
+fn png_bomb(w: u32, h: u32) -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        out.extend_from_slice(&typed);
+        out.extend_from_slice(&crc32(&typed).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // A stored (uncompressed) zlib block of zeros: the first row, nothing more.
+    let row = vec![0u8; 1 + 3 * 64];
+    let mut z = vec![0x78, 0x01, 0x01];
+    z.extend_from_slice(&(row.len() as u16).to_le_bytes());
+    z.extend_from_slice(&(!(row.len() as u16)).to_le_bytes());
+    z.extend_from_slice(&row);
+    chunk(&mut png, b"IDAT", &z);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn decompression_bombs_are_refused_from_the_header() {
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+    let bomb = png_bomb(20_000, 20_000);
+    assert!(bomb.len() < 1000);
+    for endpoint in ["/resize?width=100", "/info", "/convert?type=webp", "/zoom?factor=2"] {
+        assert_eq!(
+            s.post(endpoint, "image/png", &bomb).error(422),
+            "Image resolution is too big",
+            "{endpoint}"
+        );
+    }
+    // Huge SVG canvas: same rule, before rendering.
+    let svg = br#"<svg xmlns="http://www.w3.org/2000/svg" width="100000" height="100000"><rect width="1" height="1"/></svg>"#;
+    assert_eq!(s.post("/resize?width=100&type=png", "image/svg+xml", svg).error(422), "Image resolution is too big");
+    // Entity expansion ("billion laughs") is refused by the parser.
+    let mut lol = String::from("<?xml version=\"1.0\"?>\n<!DOCTYPE svg [\n<!ENTITY l0 \"lol\">\n");
+    for i in 1..10 {
+        lol.push_str(&format!("<!ENTITY l{i} \"{}\">\n", format!("&l{};", i - 1).repeat(10)));
+    }
+    lol.push_str("]>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100\" height=\"100\"><text>&l9;</text></svg>");
+    let msg = s.post("/resize?width=50&type=png", "image/svg+xml", lol.as_bytes()).error(400);
+    assert!(msg.starts_with("Error while processing the image:"), "{msg}");
+    // Zoom and enlarge cannot make a giant output either.
+    let msg = s.get("/zoom?factor=40&file=scene.jpg").error(400);
+    assert!(msg.contains("Maximum image size exceeded"), "{msg}");
+    let msg = s.get("/enlarge?width=30000&height=30000&file=scene.jpg").error(400);
+    assert!(msg.contains("Maximum image size exceeded"), "{msg}");
+    // The process stayed small and is still serving.
+    assert!(rss_kib(s.child.id()) < 400 * 1024, "peak RSS {} KiB", rss_kib(s.child.id()));
+    assert_eq!(s.get("/resize?width=300&file=scene.jpg").size(), (300, 200));
+}
+
+#[test]
+fn svg_never_fetches_external_resources() {
+    let origin = Origin::start(vec![("/pixel.png", Resource::ok("image/png", sample("badge.png")))]);
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+    let svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" height="100"><image xlink:href="{}" width="100" height="100"/><image href="file:///etc/passwd" width="10" height="10"/></svg>"#,
+        origin.url("/pixel.png")
+    );
+    let r = s.post("/resize?width=50&type=png", "image/svg+xml", svg.as_bytes());
+    assert_eq!(r.status, 200);
+    assert_eq!(r.size(), (50, 50));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(origin.total(), 0, "the SVG renderer fetched an external resource");
+}
+
+#[test]
+fn hostile_params_get_clean_errors() {
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+    for (query, status) in [
+        ("/resize?width=1e400&file=scene.jpg", 400),
+        ("/resize?width=nan&file=scene.jpg", 400),
+        ("/resize?width=99999999999&file=scene.jpg", 400),
+        ("/resize?width=100&background=1,2&file=scene.jpg", 400),
+        ("/resize?width=100&aspectratio=16&file=scene.jpg", 400),
+        ("/resize?width=100&aspectratio=0:0&file=scene.jpg", 400),
+        ("/blur?sigma=1e9&file=scene.jpg", 400),
+        ("/pipeline?operations=%5B%7B%22operation%22%3A%22nope%22%7D%5D&file=scene.jpg", 400),
+        ("/pipeline?operations=not-json&file=scene.jpg", 400),
+        ("/resize?width=%ff%fe&file=scene.jpg", 400),
+    ] {
+        let r = s.get(query);
+        assert_eq!(r.status, status, "{query}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header("content-type"), Some("application/json"), "{query}");
+    }
+    let too_many = serde_json::json!((0..11).map(|_| serde_json::json!({"operation": "flip"})).collect::<Vec<_>>());
+    let msg = s
+        .get(&format!("/pipeline?operations={}&file=scene.jpg", enc(&too_many.to_string())))
+        .error(400);
+    assert!(msg.contains("Maximum allowed pipeline operations exceeded"), "{msg}");
+    let long = "x".repeat(3000);
+    let msg = s.get(&format!("/watermark?text={long}&file=scene.jpg")).error(400);
+    assert!(msg.contains("watermark text"), "{msg}");
+    assert_eq!(s.get("/health").status, 200);
+}

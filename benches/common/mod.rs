@@ -75,8 +75,8 @@ pub fn photo_pixels(width: u32, height: u32, bands: u32, seed: u64) -> Vec<u8> {
             };
             for (c, b) in base.iter().enumerate() {
                 let v = b * light * (0.6 + 0.8 * t)
-                    + 0.12 * (detail - 0.5)
-                    + 0.035 * grain
+                    + 0.25 * (detail - 0.5)
+                    + 0.08 * grain
                     + 0.02 * c as f32;
                 out.push((v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8);
             }

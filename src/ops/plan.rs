@@ -41,6 +41,11 @@ pub struct PipelineStep {
 }
 
 /// imaginary's default JPEG/WebP/HEIF quality (README says 80; the code says 75, spec §14.22).
+/// Bounds on work a single param can ask for (FIX: imaginary has none): a blur's kernel grows
+/// with sigma, a text watermark's rendering with its length.
+pub const MAX_SIGMA: f64 = 1000.0;
+pub const MAX_WATERMARK_TEXT: usize = 2000;
+
 const DEFAULT_QUALITY: u32 = 75;
 /// PNG zlib level when `compression` is 0.
 const DEFAULT_COMPRESSION: u32 = 6;
@@ -165,6 +170,18 @@ fn endpoint_options(
     p: &Params,
     requested: Requested,
 ) -> Result<Options, OpError> {
+    if p.sigma > MAX_SIGMA {
+        return Err(OpError::Process(format!(
+            "sigma {} is above the maximum of {MAX_SIGMA}",
+            p.sigma
+        )));
+    }
+    if p.text.len() > MAX_WATERMARK_TEXT {
+        return Err(OpError::Process(format!(
+            "watermark text of {} bytes is above the maximum of {MAX_WATERMARK_TEXT}",
+            p.text.len()
+        )));
+    }
     let mut o = shared_options(p, requested.output());
     let (width, height) = (count(p.width), count(p.height));
     let width_or_height = width > 0 || height > 0;
@@ -710,6 +727,14 @@ mod tests {
             Err(OpError::Process("Missing required param: type".into()))
         );
         assert!(Plan::varies_on_accept(Endpoint::Convert, &params));
+    }
+
+    #[test]
+    fn work_bounds() {
+        assert!(error(Endpoint::Blur, "sigma=1001").contains("sigma 1001 is above the maximum"));
+        assert_eq!(options(Endpoint::Blur, "sigma=1000").sigma, 1000.0);
+        let long = format!("text={}", "a".repeat(MAX_WATERMARK_TEXT + 1));
+        assert!(error(Endpoint::Watermark, &long).contains("watermark text of 2001 bytes"));
     }
 
     #[test]
