@@ -29,9 +29,12 @@ impl Haproxy {
             .iter()
             .map(|(name, addr)| format!("    server {name} {addr}\n"))
             .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("admin.sock");
         let config = format!(
             "global\n\
              \x20   maxconn 512\n\
+             \x20   stats socket {} level admin\n\
              defaults\n\
              \x20   mode http\n\
              \x20   timeout connect 1s\n\
@@ -50,9 +53,9 @@ impl Haproxy {
              \x20   http-check expect status 200\n\
              \x20   default-server check inter 200ms fall 2 rise 1\n\
              \x20   http-response set-header X-Served-By %s\n\
-             {servers}"
+             {servers}",
+            socket.display()
         );
-        let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("haproxy.cfg");
         std::fs::write(&cfg, config).unwrap();
         let child = Command::new(haproxy_binary())
@@ -76,6 +79,31 @@ impl Haproxy {
         }
     }
 
+    /// HAProxy's view of one server (`UP`, `DOWN`, …) from its stats socket.
+    fn server_status(&self, server: &str) -> String {
+        use std::io::{Read, Write};
+        let mut sock = std::os::unix::net::UnixStream::connect(self._dir.path().join("admin.sock"))
+            .expect("haproxy stats socket");
+        sock.write_all(b"show stat\n").unwrap();
+        let mut csv = String::new();
+        sock.read_to_string(&mut csv).unwrap();
+        // # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,
+        //   wretr,wredis,status,...
+        csv.lines()
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|c| c.len() > 17 && c[0] == "imgedge" && c[1] == server)
+            .map(|c| c[17].to_string())
+            .unwrap_or_default()
+    }
+
+    fn wait_status(&self, server: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.server_status(server).starts_with(status) {
+            assert!(Instant::now() < deadline, "{server} never {status}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn get(&self, path: &str) -> Reply {
         common::request("GET", &format!("http://{}{path}", self.addr), &[], None)
     }
@@ -92,7 +120,11 @@ impl Drop for Haproxy {
 }
 
 fn haproxy_binary() -> &'static str {
-    for path in ["/usr/sbin/haproxy", "/usr/bin/haproxy", "/usr/local/sbin/haproxy"] {
+    for path in [
+        "/usr/sbin/haproxy",
+        "/usr/bin/haproxy",
+        "/usr/local/sbin/haproxy",
+    ] {
         if Path::new(path).exists() {
             return path;
         }
@@ -101,7 +133,11 @@ fn haproxy_binary() -> &'static str {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Served-by and X-Cache of one response through HAProxy, asserting it is a good image.
@@ -118,8 +154,7 @@ fn served(r: &Reply) -> (String, String) {
 fn haproxy_sends_each_url_to_one_node_and_survives_losing_one() {
     let mount = testdata();
     let args = ["-mount", mount.to_str().unwrap(), "-cache-disk", "0"];
-    let mut nodes: Vec<Option<Imgedge>> =
-        (0..3).map(|_| Some(Imgedge::start(&args))).collect();
+    let mut nodes: Vec<Option<Imgedge>> = (0..3).map(|_| Some(Imgedge::start(&args))).collect();
     let names = ["n1", "n2", "n3"];
     let addrs: Vec<(&str, SocketAddr)> = names
         .iter()
@@ -127,6 +162,9 @@ fn haproxy_sends_each_url_to_one_node_and_survives_losing_one() {
         .map(|(n, s)| (*n, s.as_ref().unwrap().addr))
         .collect();
     let lb = Haproxy::start(&addrs);
+    for name in names {
+        lb.wait_status(name, "UP");
+    }
 
     // 18 variants: the query is part of the hash (`balance uri whole`), so they spread out.
     let urls: Vec<String> = (0..18)
@@ -142,23 +180,32 @@ fn haproxy_sends_each_url_to_one_node_and_survives_losing_one() {
         for _ in 0..2 {
             let (again, cache) = served(&lb.get(url));
             assert_eq!(again, first, "{url} moved between nodes");
-            assert_eq!(cache, "HIT-MEMORY", "{url}: the same node answers from memory");
+            assert_eq!(
+                cache, "HIT-MEMORY",
+                "{url}: the same node answers from memory"
+            );
         }
-        owner.insert(url, first);
+        owner.insert(url.as_str(), first);
     }
     let used: HashSet<&String> = owner.values().collect();
     assert!(used.len() >= 2, "all URLs on one node: {owner:?}");
 
     // Stop the node that owns the most URLs. No URL fails, even before HAProxy's health check
-    // marks it down (failed connections are retried on another node), and consistent hashing
-    // moves only the stopped node's URLs.
+    // marks it down (failed connections are retried on another node)...
     let victim = names
         .iter()
-        .max_by_key(|n| owner.values().filter(|o| o == n).count())
+        .max_by_key(|n| owner.values().filter(|o| o.as_str() == **n).count())
         .unwrap()
         .to_string();
     let index = names.iter().position(|n| *n == victim).unwrap();
     nodes[index].take().unwrap().stop_with(libc::SIGTERM);
+    for url in &urls {
+        let (now, _) = served(&lb.get(url));
+        assert_ne!(now, victim, "{url} answered by the stopped node");
+    }
+    // ... and once it is marked down, consistent hashing has moved only the stopped node's
+    // URLs: every other URL still lands on its node and its memory cache.
+    lb.wait_status(&victim, "DOWN");
     let mut moved = 0;
     for url in &urls {
         let (now, cache) = served(&lb.get(url));
@@ -166,9 +213,17 @@ fn haproxy_sends_each_url_to_one_node_and_survives_losing_one() {
         if owner[url.as_str()] == victim {
             moved += 1;
             let (again, cache) = served(&lb.get(url));
-            assert_eq!((again, cache.as_str()), (now, "HIT-MEMORY"), "{url} on its new node");
+            assert_eq!(
+                (again, cache.as_str()),
+                (now, "HIT-MEMORY"),
+                "{url} on its new node"
+            );
         } else {
-            assert_eq!(now, owner[url.as_str()], "{url} moved although its node is up");
+            assert_eq!(
+                now,
+                owner[url.as_str()],
+                "{url} moved although its node is up"
+            );
             assert_eq!(cache, "HIT-MEMORY", "{url}");
         }
     }
@@ -180,7 +235,12 @@ fn haproxy_sends_each_url_to_one_node_and_survives_losing_one() {
 #[test]
 fn an_edge_uses_another_imgedge_as_its_origin_shield() {
     let shield = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-cache-disk", "0"]);
-    let edge_args = ["-enable-url-source", "-allow-private-origins", "-cache-disk", "0"];
+    let edge_args = [
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-cache-disk",
+        "0",
+    ];
     let edge_a = Imgedge::start(&edge_args);
     let edge_b = Imgedge::start(&edge_args);
 
@@ -214,10 +274,23 @@ fn an_edge_uses_another_imgedge_as_its_origin_shield() {
         2,
         "one master fetch per edge:\n{metrics}"
     );
-    assert_eq!(value("imgedge_cache_responses_total{outcome=\"MISS\"}"), 2, "{metrics}");
-    assert_eq!(value("imgedge_cache_responses_total{outcome=\"HIT-MEMORY\"}"), 1, "{metrics}");
+    assert_eq!(
+        value("imgedge_cache_responses_total{outcome=\"MISS\"}"),
+        2,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("imgedge_cache_responses_total{outcome=\"HIT-MEMORY\"}"),
+        1,
+        "{metrics}"
+    );
     let log = shield.access_log();
-    assert_eq!(log.matches("GET /resize?width=400&file=scene.jpg HTTP/1.1\" 200").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("GET /resize?width=400&file=scene.jpg HTTP/1.1\" 200")
+            .count(),
+        2,
+        "{log}"
+    );
 }
 
 /// `deploy/haproxy.cfg` as shipped passes HAProxy's own configuration check.

@@ -23,9 +23,19 @@ use common::{enc, sample, testdata, Imgedge};
 
 #[test]
 fn health_reports_real_figures_after_imaginarys_keys() {
-    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-cpus", "2", "-queue", "9"]);
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-cpus",
+        "2",
+        "-queue",
+        "9",
+    ]);
     assert_eq!(s.get("/resize?width=120&file=scene.jpg").status, 200);
-    assert_eq!(s.get("/resize?width=120&file=scene.jpg").header("x-cache"), Some("HIT-MEMORY"));
+    assert_eq!(
+        s.get("/resize?width=120&file=scene.jpg").header("x-cache"),
+        Some("HIT-MEMORY")
+    );
 
     let r = s.get("/health");
     assert_eq!(r.status, 200);
@@ -46,7 +56,10 @@ fn health_reports_real_figures_after_imaginarys_keys() {
     ];
     let at: Vec<usize> = order
         .iter()
-        .map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {text}")))
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {text}"))
+        })
         .collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "key order: {text}");
     let v = r.json();
@@ -67,11 +80,20 @@ fn health_reports_real_figures_after_imaginarys_keys() {
 #[test]
 fn probes_need_no_api_key_and_answer_under_the_prefix() {
     let s = Imgedge::start(&["-key", "s3cret", "-path-prefix", "/api"]);
-    assert_eq!(s.get("/api/health").error(401), "Invalid or missing API key");
+    assert_eq!(
+        s.get("/api/health").error(401),
+        "Invalid or missing API key"
+    );
     let live = s.get("/api/health/live");
-    assert_eq!((live.status, live.json()["live"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (live.status, live.json()["live"].as_bool()),
+        (200, Some(true))
+    );
     let ready = s.get("/api/health/ready");
-    assert_eq!((ready.status, ready.json()["ready"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (ready.status, ready.json()["ready"].as_bool()),
+        (200, Some(true))
+    );
     assert_eq!(s.get("/health/ready").status, 404, "outside the prefix");
 }
 
@@ -95,22 +117,42 @@ fn admin_listener_serves_health_and_metrics_without_the_api_key() {
         None,
     );
     assert_eq!(r.status, 200);
-    assert_eq!(s.get("/metrics").status, 401, "the main listener keeps its API key");
+    assert_eq!(
+        s.get("/metrics").status,
+        401,
+        "the main listener keeps its API key"
+    );
 
     let admin_url = |p: &str| format!("http://{admin_addr}{p}");
     let metrics = common::request("GET", &admin_url("/metrics"), &[], None);
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body).unwrap();
-    assert!(text.contains("imgedge_requests_total{endpoint=\"resize\",status=\"200\"} 1"), "{text}");
-    assert!(text.contains("imgedge_process_resident_memory_bytes "), "{text}");
+    assert!(
+        text.contains("imgedge_requests_total{endpoint=\"resize\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("imgedge_process_resident_memory_bytes "),
+        "{text}"
+    );
     assert!(text.contains("imgedge_pool_in_flight 0"), "{text}");
     let health = common::request("GET", &admin_url("/health"), &[], None);
     assert_eq!(health.json()["pid"].as_u64(), Some(s.child.id() as u64));
-    assert_eq!(common::request("GET", &admin_url("/health/ready"), &[], None).status, 200);
-    assert_eq!(common::request("GET", &admin_url("/health/live"), &[], None).status, 200);
+    assert_eq!(
+        common::request("GET", &admin_url("/health/ready"), &[], None).status,
+        200
+    );
+    assert_eq!(
+        common::request("GET", &admin_url("/health/live"), &[], None).status,
+        200
+    );
     // Only health and metrics: no images, no index, no purge on the admin port.
     for path in ["/resize?width=50&file=badge.png", "/", "/admin/purge"] {
-        assert_eq!(common::request("GET", &admin_url(path), &[], None).status, 404, "{path}");
+        assert_eq!(
+            common::request("GET", &admin_url(path), &[], None).status,
+            404,
+            "{path}"
+        );
     }
 }
 
@@ -140,13 +182,23 @@ fn json_log_format_writes_one_json_object_per_line() {
     let mut node = Node::spawn(
         port,
         &dir.path().join("cache"),
-        &["-mount", testdata().to_str().unwrap(), "-log-format", "json"],
+        &[
+            "-mount",
+            testdata().to_str().unwrap(),
+            "-log-format",
+            "json",
+        ],
         &dir.path().join("stdout.log"),
         &stderr,
         &[("IMGEDGE_LOG", "info")],
     );
     let addr = node.addr;
-    assert_eq!(fetch(addr, "/resize?width=40&file=badge.png&key=hidden").unwrap().status, 200);
+    assert_eq!(
+        fetch(addr, "/resize?width=40&file=badge.png&key=hidden")
+            .unwrap()
+            .status,
+        200
+    );
     assert_eq!(fetch(addr, "/nope").unwrap().status, 404);
     node.stop(libc::SIGTERM);
 
@@ -157,7 +209,10 @@ fn json_log_format_writes_one_json_object_per_line() {
         .collect();
     assert_eq!(lines.len(), 2, "{access}");
     assert_eq!(lines[0]["method"], "GET");
-    assert_eq!(lines[0]["uri"], "/resize?width=40&file=badge.png&key=REDACTED");
+    assert_eq!(
+        lines[0]["uri"],
+        "/resize?width=40&file=badge.png&key=REDACTED"
+    );
     assert_eq!(lines[0]["status"], 200);
     assert!(lines[0]["bytes"].as_u64().unwrap() > 0);
     assert_eq!(lines[0]["remote_addr"], "127.0.0.1");
@@ -210,7 +265,11 @@ fn sigterm_in_the_middle_of_load_loses_no_request() {
     // Each request is a distinct variant of a distinct source: a miss that fetches the origin.
     let origin_url = origin.url();
     let load = Load::start(addr, 4, 200, move |n| {
-        format!("/resize?width={}&url={}", 40 + n % 50, enc(&format!("{origin_url}/{n}.jpg")))
+        format!(
+            "/resize?width={}&url={}",
+            40 + n % 50,
+            enc(&format!("{origin_url}/{n}.jpg"))
+        )
     });
     load.wait_for_completed(12);
 
@@ -224,7 +283,11 @@ fn sigterm_in_the_middle_of_load_loses_no_request() {
     loop {
         let ready = fetch(addr, "/health/ready").expect("still serving during the delay");
         if ready.status == 503 {
-            assert_eq!(fetch(addr, "/health/live").unwrap().status, 200, "alive while draining");
+            assert_eq!(
+                fetch(addr, "/health/live").unwrap().status,
+                200,
+                "alive while draining"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "readiness never failed");
@@ -238,8 +301,15 @@ fn sigterm_in_the_middle_of_load_loses_no_request() {
         assert!(Instant::now() < deadline, "listener never closed");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(node.child.try_wait().unwrap().is_none(), "exited before draining");
-    assert_eq!(load.completed(), in_flight_at_signal, "held requests finished early");
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "exited before draining"
+    );
+    assert_eq!(
+        load.completed(),
+        in_flight_at_signal,
+        "held requests finished early"
+    );
 
     origin.open_gate();
     let report = load.join();
@@ -262,12 +332,8 @@ fn upgrade_in_the_middle_of_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cache = dir.path().join("cache");
-    let args = [
-        "-mount",
-        testdata().to_str().unwrap(),
-        "-grace-period",
-        "2",
-    ];
+    let mount = testdata();
+    let args = ["-mount", mount.to_str().unwrap(), "-grace-period", "2"];
     let mut old = Node::spawn(
         port,
         &cache,
@@ -316,7 +382,9 @@ fn upgrade_in_the_middle_of_load_loses_no_request() {
     let log = std::fs::read_to_string(&new_err).unwrap();
     assert!(log.contains("listening sockets received"), "{log}");
     assert_eq!(
-        std::fs::read_to_string(format!("/tmp/imgedge-{port}.pid")).unwrap().trim(),
+        std::fs::read_to_string(format!("/tmp/imgedge-{port}.pid"))
+            .unwrap()
+            .trim(),
         new.child.id().to_string(),
         "the pid file names the new process"
     );
@@ -367,14 +435,20 @@ fn yaml_docs(path: &Path) -> Vec<serde_yaml::Value> {
     use serde::Deserialize;
     let text = std::fs::read_to_string(path).unwrap();
     serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_yaml::Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .map(|d| {
+            serde_yaml::Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
         .filter(|v| !v.is_null())
         .collect()
 }
 
 fn strings(v: &serde_yaml::Value) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -392,8 +466,14 @@ fn kubernetes_manifests_probe_the_real_endpoints_with_real_flags() {
                 let spec = &doc["spec"]["template"]["spec"];
                 let c = &spec["containers"][0];
                 assert_real_flags(&strings(&c["args"]), "deployment.yaml");
-                assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/health/live"));
-                assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/health/ready"));
+                assert_eq!(
+                    c["livenessProbe"]["httpGet"]["path"].as_str(),
+                    Some("/health/live")
+                );
+                assert_eq!(
+                    c["readinessProbe"]["httpGet"]["path"].as_str(),
+                    Some("/health/ready")
+                );
                 let args = strings(&c["args"]);
                 let flag = |name: &str| {
                     args.iter()
@@ -410,8 +490,17 @@ fn kubernetes_manifests_probe_the_real_endpoints_with_real_flags() {
             kinds.push(kind);
         }
     }
-    for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ConfigMap"] {
-        assert!(kinds.iter().any(|k| k == kind), "{kind} missing from deploy/k8s: {kinds:?}");
+    for kind in [
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "ConfigMap",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "{kind} missing from deploy/k8s: {kinds:?}"
+        );
     }
 }
 
@@ -435,7 +524,10 @@ fn compose_file_uses_real_flags_and_health_checks() {
 fn dockerfile_runs_unprivileged_with_a_healthcheck_and_the_imaginary_alias() {
     let text = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let last_stage = text.rsplit("\nFROM ").next().unwrap();
-    assert!(last_stage.starts_with("debian:trixie-slim"), "runtime on Debian trixie slim");
+    assert!(
+        last_stage.starts_with("debian:trixie-slim"),
+        "runtime on Debian trixie slim"
+    );
     assert!(last_stage.contains("\nUSER "), "non-root");
     assert!(last_stage.contains("HEALTHCHECK"), "health check");
     assert!(last_stage.contains("/health/live") || last_stage.contains("/health"));
@@ -448,7 +540,11 @@ fn dockerfile_runs_unprivileged_with_a_healthcheck_and_the_imaginary_alias() {
 // ---------------------------------------------------------------------------------------------
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_listening(addr: SocketAddr) {
@@ -488,16 +584,23 @@ impl Node {
         env: &[(&str, &str)],
     ) -> Node {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgedge"));
-        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string(), "-grace-period", "0"])
-            .args(["-cache-disk", "64MiB"])
-            .arg("-cache-dir")
-            .arg(cache)
-            .args(args)
-            .env_remove("PORT")
-            .env("IMGEDGE_LOG", "warn")
-            .stdout(std::fs::File::create(stdout).unwrap())
-            .stderr(std::fs::File::create(stderr).unwrap())
-            .stdin(Stdio::null());
+        cmd.args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-grace-period",
+            "0",
+        ])
+        .args(["-cache-disk", "64MiB"])
+        .arg("-cache-dir")
+        .arg(cache)
+        .args(args)
+        .env_remove("PORT")
+        .env("IMGEDGE_LOG", "warn")
+        .stdout(std::fs::File::create(stdout).unwrap())
+        .stderr(std::fs::File::create(stderr).unwrap())
+        .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -520,7 +623,10 @@ impl Node {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "imgedge did not exit within {limit:?}");
+            assert!(
+                Instant::now() < deadline,
+                "imgedge did not exit within {limit:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -549,9 +655,14 @@ struct Response {
 fn fetch(addr: SocketAddr, path: &str) -> Result<Response, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("connect: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("write: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)
@@ -570,7 +681,8 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<Response, String> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .ok_or_else(|| format!("no Content-Length: {head}"))?;
     let body = raw[end + 4..].to_vec();
@@ -612,7 +724,9 @@ impl Load {
                     (stop.clone(), ok.clone(), failures.clone(), path.clone());
                 std::thread::spawn(move || {
                     for i in 0..per_thread {
-                        if stop.load(Ordering::SeqCst) || started.elapsed() > Duration::from_secs(25) {
+                        if stop.load(Ordering::SeqCst)
+                            || started.elapsed() > Duration::from_secs(25)
+                        {
                             break;
                         }
                         let p = path(t * per_thread + i);
@@ -648,7 +762,11 @@ impl Load {
         while self.completed() < n {
             let failures = self.failures.lock().unwrap().clone();
             assert!(failures.is_empty(), "failures under load: {failures:?}");
-            assert!(Instant::now() < deadline, "load stalled at {}", self.completed());
+            assert!(
+                Instant::now() < deadline,
+                "load stalled at {}",
+                self.completed()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -711,7 +829,10 @@ impl GatedOrigin {
                             held.fetch_add(1, Ordering::SeqCst);
                             let deadline = Instant::now() + Duration::from_secs(10);
                             while !*open && Instant::now() < deadline {
-                                open = cvar.wait_timeout(open, Duration::from_millis(50)).unwrap().0;
+                                open = cvar
+                                    .wait_timeout(open, Duration::from_millis(50))
+                                    .unwrap()
+                                    .0;
                             }
                             held.fetch_sub(1, Ordering::SeqCst);
                         }
@@ -750,7 +871,11 @@ impl GatedOrigin {
     fn wait_held(&self, n: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.held.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "only {} requests held", self.held.load(Ordering::SeqCst));
+            assert!(
+                Instant::now() < deadline,
+                "only {} requests held",
+                self.held.load(Ordering::SeqCst)
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -39,7 +39,14 @@ impl Imgedge {
         let log = dir.path().join("stdout.log");
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-grace-period", "0"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-grace-period",
+                "0",
+            ])
             .arg("-cache-dir")
             .arg(dir.path().join("cache"))
             .args(args)
@@ -134,7 +141,9 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -285,8 +294,12 @@ impl Origin {
         let total = Arc::new(AtomicUsize::new(0));
         let not_modified = Arc::new(AtomicUsize::new(0));
         let thread = {
-            let (server, hits, total, nm) =
-                (server.clone(), hits.clone(), total.clone(), not_modified.clone());
+            let (server, hits, total, nm) = (
+                server.clone(),
+                hits.clone(),
+                total.clone(),
+                not_modified.clone(),
+            );
             std::thread::spawn(move || {
                 for req in server.incoming_requests() {
                     let path = req.url().split('?').next().unwrap_or("").to_string();
