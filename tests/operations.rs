@@ -344,7 +344,7 @@ fn upgrade_in_the_middle_of_load_loses_no_request() {
     );
     let addr = old.addr;
     let old_pid = old.child.id();
-    let load = Load::start(addr, 3, 600, |n| {
+    let load = Load::start(addr, 3, 5000, |n| {
         // A mix of misses and hits, like real traffic.
         let file = ["scene.jpg", "badge.png", "scene.webp"][n % 3];
         format!("/resize?width={}&file={file}", 30 + n % 40)
@@ -693,13 +693,16 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<Response, String> {
 }
 
 /// Bounded load: `threads` clients, each sending requests one after another on fresh
-/// connections until told to stop or `per_thread` requests are done (or 25 s have passed).
+/// connections, `PACE` apart, until told to stop or `per_thread` requests are done (or 25 s
+/// have passed).
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
     failures: Arc<Mutex<Vec<String>>>,
     threads: Vec<JoinHandle<()>>,
 }
+
+const PACE: Duration = Duration::from_millis(5);
 
 struct LoadReport {
     ok: usize,
@@ -730,6 +733,7 @@ impl Load {
                             break;
                         }
                         let p = path(t * per_thread + i);
+                        std::thread::sleep(PACE);
                         match fetch(addr, &p) {
                             Ok(r) if r.status == 200 => {
                                 ok.fetch_add(1, Ordering::SeqCst);

@@ -1,11 +1,14 @@
 //! The gate in front of the libvips worker pool.
 //!
 //! libvips work is CPU-bound and must never run on the async workers. At most `workers`
-//! transforms run at once (each on a blocking thread), at most `queue` more may wait; past that
-//! the request is refused at once with 503 + `Retry-After` instead of piling up memory.
+//! transforms run at once (each on a blocking thread), at most `queue` more may wait, each for
+//! at most `max_wait`; past that the request is refused with 503 + `Retry-After` instead of
+//! piling up memory and latency. Sources are read before a worker is taken, so a slow client
+//! never holds one.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -16,15 +19,17 @@ pub struct Pool {
     workers: usize,
     waiting: AtomicUsize,
     queue: usize,
+    max_wait: Duration,
 }
 
 impl Pool {
-    pub fn new(workers: usize, queue: usize) -> Self {
+    pub fn new(workers: usize, queue: usize, max_wait: Duration) -> Self {
         Pool {
             permits: Arc::new(Semaphore::new(workers.max(1))),
             workers: workers.max(1),
             waiting: AtomicUsize::new(0),
             queue,
+            max_wait,
         }
     }
 
@@ -41,9 +46,13 @@ impl Pool {
                     self.waiting.fetch_sub(1, Ordering::AcqRel);
                     return Err(Error::Overloaded);
                 }
-                let acquired = self.permits.clone().acquire_owned().await;
+                let acquired =
+                    tokio::time::timeout(self.max_wait, self.permits.clone().acquire_owned()).await;
                 self.waiting.fetch_sub(1, Ordering::AcqRel);
-                acquired.map_err(|_| Error::Overloaded)?
+                match acquired {
+                    Ok(Ok(permit)) => permit,
+                    _ => return Err(Error::Overloaded),
+                }
             }
         };
         // The permit moves into the closure: it is released when the work ends, even if the
@@ -73,11 +82,10 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn full_queue_answers_overloaded() {
-        let pool = Arc::new(Pool::new(1, 1));
+        let pool = Arc::new(Pool::new(1, 1, Duration::from_secs(10)));
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let busy = {
             let pool = pool.clone();
@@ -95,5 +103,20 @@ mod tests {
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap().unwrap(), 2);
         assert_eq!(pool.run(|| 4).await.unwrap(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_is_bounded_in_time() {
+        let pool = Arc::new(Pool::new(1, 8, Duration::from_millis(100)));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(pool.run(|| 1).await.unwrap_err(), Error::Overloaded);
+        assert_eq!(pool.waiting(), 0);
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
     }
 }

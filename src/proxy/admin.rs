@@ -64,7 +64,9 @@ pub fn index(libvips: &str) -> Reply {
 /// imaginary's health figures first, in its key order, then imgedge's own. The Go-runtime
 /// figures have no Rust meaning: memory figures come from the process RSS (MiB), `goroutines`
 /// counts the process's threads, GC cycles are 0.
-pub fn health(status: &Status) -> Reply {
+pub async fn health(status: &Status) -> Reply {
+    // moka applies its bookkeeping in batches: settle it so sizes and counts are exact.
+    status.cache.sync().await;
     let rss = process_rss_bytes();
     let mib = (rss as f64 / (1024.0 * 1024.0) * 100.0).round() / 100.0;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -112,7 +114,8 @@ pub fn ready() -> Reply {
 }
 
 /// `GET /metrics`: Prometheus text exposition, with the gauges read at scrape time.
-pub fn metrics_reply(status: &Status) -> Reply {
+pub async fn metrics_reply(status: &Status) -> Reply {
+    status.cache.sync().await;
     let m = metrics();
     m.pool_waiting.set(status.pool.waiting() as i64);
     m.pool_in_flight.set(status.pool.in_flight() as i64);
@@ -150,15 +153,15 @@ impl AdminApp {
     }
 
     /// The reply for one admin request (method, path).
-    pub fn reply(&self, method: &http::Method, path: &str) -> Reply {
+    pub async fn reply(&self, method: &http::Method, path: &str) -> Reply {
         if method != http::Method::GET && method != http::Method::HEAD {
             return Reply::error(&Error::MethodNotAllowed);
         }
         match path {
-            "/health" => health(&self.status),
+            "/health" => health(&self.status).await,
             "/health/live" => live(),
             "/health/ready" => ready(),
-            "/metrics" => metrics_reply(&self.status),
+            "/metrics" => metrics_reply(&self.status).await,
             _ => Reply::error(&Error::NotFound),
         }
     }
@@ -168,7 +171,7 @@ impl AdminApp {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> http::Response<Vec<u8>> {
         let req = session.req_header();
-        let reply = self.reply(&req.method, req.uri.path());
+        let reply = self.reply(&req.method, req.uri.path()).await;
         let mut response = http::Response::builder()
             .status(reply.status)
             .header("Content-Length", reply.body.len().to_string())
@@ -252,30 +255,26 @@ mod tests {
         assert_eq!(body.matches("<form ").count(), 18);
     }
 
-    fn status() -> Status {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let cache = runtime
-            .block_on(Cache::open(crate::cache::CacheConfig {
-                disk_bytes: 0,
-                memory_bytes: 1 << 20,
-                ..Default::default()
-            }))
-            .unwrap();
+    async fn status() -> Status {
+        let cache = Cache::open(crate::cache::CacheConfig {
+            disk_bytes: 0,
+            memory_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
         Status {
             started: Instant::now(),
-            pool: Arc::new(Pool::new(3, 7)),
+            pool: Arc::new(Pool::new(3, 7, std::time::Duration::from_secs(10))),
             cache,
             workers: 3,
             queue: 7,
         }
     }
 
-    #[test]
-    fn health_has_imaginarys_keys_first_then_real_figures() {
-        let body = String::from_utf8(health(&status()).body.to_vec()).unwrap();
+    #[tokio::test]
+    async fn health_has_imaginarys_keys_first_then_real_figures() {
+        let body = String::from_utf8(health(&status().await).await.body.to_vec()).unwrap();
         assert!(
             body.starts_with("{\"uptime\":0,\"allocatedMemory\":"),
             "{body}"
@@ -296,15 +295,15 @@ mod tests {
         assert_eq!(v["cache"]["diskCapacityBytes"], 0);
     }
 
-    #[test]
-    fn admin_listener_answers_health_and_metrics_only() {
-        let app = AdminApp::new(status());
+    #[tokio::test]
+    async fn admin_listener_answers_health_and_metrics_only() {
+        let app = AdminApp::new(status().await);
         let get = http::Method::GET;
-        assert_eq!(app.reply(&get, "/health").status, 200);
-        assert_eq!(app.reply(&get, "/health/live").status, 200);
-        let metrics = app.reply(&get, "/metrics");
+        assert_eq!(app.reply(&get, "/health").await.status, 200);
+        assert_eq!(app.reply(&get, "/health/live").await.status, 200);
+        let metrics = app.reply(&get, "/metrics").await;
         assert!(String::from_utf8_lossy(&metrics.body).contains("imgedge_pool_in_flight 0"));
-        assert_eq!(app.reply(&get, "/resize").status, 404);
-        assert_eq!(app.reply(&http::Method::POST, "/health").status, 405);
+        assert_eq!(app.reply(&get, "/resize").await.status, 404);
+        assert_eq!(app.reply(&http::Method::POST, "/health").await.status, 405);
     }
 }

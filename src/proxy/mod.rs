@@ -48,6 +48,10 @@ use route::Route;
 use source::Source;
 use upstream::{NamedOrigin, Passthrough, Upstreams};
 
+/// The longest a transform waits for a worker before the request is answered 503: a queue
+/// that does not move within this is overload, and clients do better retrying elsewhere.
+const QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 /// The imgedge edge node: one per process, shared by every connection.
 pub struct Edge {
     cfg: Arc<Config>,
@@ -82,7 +86,7 @@ impl Edge {
             upstreams: Upstreams::new(&cfg.origins)?,
             producer: Arc::new(Producer {
                 cfg: cfg.clone(),
-                pool: Arc::new(Pool::new(cfg.workers, cfg.queue)),
+                pool: Arc::new(Pool::new(cfg.workers, cfg.queue, QUEUE_WAIT)),
                 origin: Arc::new(OriginClient::new(rules, origin_cap, cfg.allow_private_origins)),
                 trusted: Arc::new(OriginClient::new(Default::default(), origin_cap, true)),
                 cache,
@@ -186,10 +190,10 @@ impl Edge {
 
         let mut reply = match route {
             Route::Index => admin::index(&self.libvips),
-            Route::Health => admin::health(&self.status()),
+            Route::Health => admin::health(&self.status()).await,
             Route::Form => admin::form(&self.cfg.path_prefix),
             Route::Image(endpoint) => self.image(session, endpoint, &raw_query, &pairs).await,
-            Route::Metrics => admin::metrics_reply(&self.status()),
+            Route::Metrics => admin::metrics_reply(&self.status()).await,
             Route::Purge => self.purge(session, &pairs).await,
             Route::Live => admin::live(),
             Route::Ready => admin::ready(),
@@ -671,6 +675,16 @@ impl ProxyHttp for Edge {
             }
         }
         Ok(())
+    }
+
+    /// What pingora writes about a request in its own error logs: the URI with secrets removed.
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        let req = session.req_header();
+        format!(
+            "{} {}",
+            req.method,
+            crate::accesslog::redact_uri(&req.uri.to_string())
+        )
     }
 
     /// imaginary's access log line (spec §12), with `key` and `sign` redacted (FIX).

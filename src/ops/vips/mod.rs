@@ -254,6 +254,43 @@ mod ffi {
             max: c_int,
         ) -> c_int;
 
+        pub fn imgedge_n_pages(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_page_height(im: *mut VipsImage) -> c_int;
+        pub fn imgedge_load_pages(
+            buf: *const c_void,
+            len: usize,
+            sequential: c_int,
+            fail_on: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_thumbnail_pages(
+            buf: *const c_void,
+            len: usize,
+            width: c_int,
+            height: c_int,
+            fail_on: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_join_frames(
+            frames: *mut *mut VipsImage,
+            n: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        pub fn imgedge_set_page_height(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            page_height: c_int,
+        ) -> c_int;
+        pub fn imgedge_set_animation(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            delays: *const c_int,
+            n_delays: c_int,
+            loop_count: c_int,
+        ) -> c_int;
+        pub fn imgedge_get_delays(im: *mut VipsImage, delays: *mut c_int, max: c_int) -> c_int;
+        pub fn imgedge_get_loop(im: *mut VipsImage) -> c_int;
+
         pub fn g_object_ref(object: *mut c_void) -> *mut c_void;
         pub fn g_object_unref(object: *mut c_void);
         pub fn g_free(mem: *mut c_void);
@@ -1237,6 +1274,156 @@ impl Image {
     }
 }
 
+// ---- animations ----------------------------------------------------------------------------
+
+/// Animated GIF and WebP as libvips holds them: every frame stacked top to bottom in one image
+/// ("toilet roll"), the frame height in `page-height`, frame durations in `delay` (ms) and the
+/// repeat count in `loop` (0 = forever). gifsave and webpsave write such an image as an
+/// animation; every other saver writes the whole stack as one tall picture.
+impl Image {
+    /// Frames in the file according to its header (1 when the loader does not say). Read from
+    /// the header alone: an image opened with [`Image::load`] (first frame only) knows it.
+    pub fn n_pages(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_n_pages(self.raw()) }.max(1) as u32
+    }
+
+    /// The frame height: `page-height` when set and dividing the height, else the height.
+    pub fn page_height(&self) -> u32 {
+        // SAFETY: live image.
+        unsafe { ffi::imgedge_page_height(self.raw()) }.max(0) as u32
+    }
+
+    /// Frames in this image (height / page height; 1 for a still image).
+    pub fn frames(&self) -> u32 {
+        let ph = self.page_height();
+        if ph == 0 || ph >= self.height() {
+            1
+        } else {
+            self.height() / ph
+        }
+    }
+
+    /// Opens every frame of a GIF or WebP (libvips `n=-1`), stacked. Only the header is read
+    /// now. Other formats: libvips' error (their loaders may lack the `n` option).
+    pub fn load_pages(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        let sequential = access == Access::Sequential;
+        // SAFETY: buf stays alive inside the returned Image (`keep`).
+        let rc = unsafe {
+            ffi::imgedge_load_pages(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                sequential as c_int,
+                fail_on as c_int,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, sequential, "load")
+    }
+
+    /// [`Image::thumbnail`] of every frame: each resampled to exactly `width`×`height`,
+    /// stacked, `page-height` = `height`. Sequential.
+    pub fn thumbnail_pages(
+        buf: Arc<[u8]>,
+        width: u32,
+        height: u32,
+        fail_on: FailOn,
+    ) -> Result<Image, VipsError> {
+        init(1);
+        let mut out = ptr::null_mut();
+        // SAFETY: as in load.
+        let rc = unsafe {
+            ffi::imgedge_thumbnail_pages(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                to_c(width.max(1)),
+                to_c(height.max(1)),
+                fail_on as c_int,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, true, "thumbnail_buffer")
+    }
+
+    /// `frames` (same size each) stacked top to bottom with `page-height` and `n-pages` set;
+    /// the rest of the metadata comes from the first frame.
+    pub fn join_frames(frames: &[Image]) -> Result<Image, VipsError> {
+        let Some(first) = frames.first() else {
+            return Err(VipsError::new("join_frames: no frames"));
+        };
+        let mut raw: Vec<*mut VipsImage> = frames.iter().map(Image::raw).collect();
+        let mut out = ptr::null_mut();
+        // SAFETY: every pointer is a live image borrowed for the call; arrayjoin refs them.
+        let rc = unsafe { ffi::imgedge_join_frames(raw.as_mut_ptr(), to_c(raw.len() as u32), &mut out) };
+        let mut joined = first.derived(None, rc, out, "arrayjoin")?;
+        for f in &frames[1..] {
+            for b in &f.keep {
+                if !joined.keep.iter().any(|k| Arc::ptr_eq(k, b)) {
+                    joined.keep.push(b.clone());
+                }
+            }
+            joined.sequential |= f.sequential;
+        }
+        Ok(joined)
+    }
+
+    /// A copy whose `page-height` is `page_height`; the image's height makes it a still image
+    /// whatever earlier operations left in the metadata (a turned or zoomed first frame keeps
+    /// the old frame height, which savers would otherwise take for an animation).
+    pub fn with_page_height(&self, page_height: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; metadata set on a fresh copy.
+        let rc = unsafe { ffi::imgedge_set_page_height(self.raw(), &mut out, to_c(page_height)) };
+        self.derived(None, rc, out, "set_page_height")
+    }
+
+    /// A copy with the animation timing set: `delays` in ms, one per frame (left as they are
+    /// when empty), and the repeat count (`None`: left as it is; 0 = forever).
+    pub fn with_animation(&self, delays: &[i32], loop_count: Option<u32>) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        let n = delays.len().min(c_int::MAX as usize) as c_int;
+        let lc = loop_count.map_or(-1, to_c);
+        // SAFETY: live image; `delays` is read for `n` values; metadata set on a fresh copy.
+        let rc = unsafe {
+            ffi::imgedge_set_animation(
+                self.raw(),
+                &mut out,
+                if delays.is_empty() {
+                    ptr::null()
+                } else {
+                    delays.as_ptr()
+                },
+                n,
+                lc,
+            )
+        };
+        self.derived(None, rc, out, "set_animation")
+    }
+
+    /// Frame durations in ms (`delay`), empty when the image has none.
+    pub fn delays(&self) -> Vec<i32> {
+        // SAFETY: live image; the first call only counts.
+        let n = unsafe { ffi::imgedge_get_delays(self.raw(), ptr::null_mut(), 0) };
+        if n <= 0 {
+            return Vec::new();
+        }
+        let mut v = vec![0 as c_int; n as usize];
+        // SAFETY: v has room for n values.
+        let n2 = unsafe { ffi::imgedge_get_delays(self.raw(), v.as_mut_ptr(), n) };
+        v.truncate(n2.clamp(0, n) as usize);
+        v
+    }
+
+    /// The repeat count (`loop`, 0 = forever), `None` when the image has none.
+    pub fn loop_count(&self) -> Option<u32> {
+        // SAFETY: live image.
+        let l = unsafe { ffi::imgedge_get_loop(self.raw()) };
+        (l >= 0).then_some(l as u32)
+    }
+}
+
 #[allow(dead_code)]
 fn _assert_send() {
     fn is_send<T: Send>() {}
@@ -1582,6 +1769,58 @@ mod tests {
         let b = img.gaussblur(2.0, Some(0.2)).unwrap();
         assert_eq!((b.width(), b.height()), (16, 16));
         assert!(!img.without_icc().unwrap().has_icc());
+    }
+
+    /// Three different 40×30 frames (the pattern, mirrored, upside down), 100/200/300 ms,
+    /// looping forever, written with `saver`.
+    fn animation(saver: Saver) -> Vec<u8> {
+        let a = Image::test_pattern(40, 30, 3).unwrap();
+        let frames = [a.clone(), a.flip(false).unwrap(), a.flip(true).unwrap()];
+        Image::join_frames(&frames)
+            .unwrap()
+            .with_animation(&[100, 200, 300], Some(0))
+            .unwrap()
+            .save(&saver, false)
+            .unwrap()
+    }
+
+    #[test]
+    fn animations_round_trip_through_gif_and_webp() {
+        let webp = Saver::Webp {
+            quality: 75,
+            lossless: false,
+        };
+        for saver in [Saver::Gif, webp] {
+            let bytes = animation(saver);
+            // the header (first frame only) knows how many frames there are
+            let first = decode(&bytes);
+            assert_eq!((first.width(), first.height()), (40, 30), "{saver:?}");
+            assert_eq!(first.n_pages(), 3, "{saver:?}");
+            assert_eq!(first.frames(), 1, "{saver:?}");
+            let all = Image::load_pages(Arc::from(&bytes[..]), Access::Sequential, FailOn::None)
+                .unwrap();
+            assert_eq!((all.width(), all.height()), (40, 90), "{saver:?}");
+            assert_eq!((all.page_height(), all.frames()), (30, 3), "{saver:?}");
+            assert_eq!(all.delays(), vec![100, 200, 300], "{saver:?}");
+            assert_eq!(all.loop_count(), Some(0), "{saver:?}");
+            let t = Image::thumbnail_pages(Arc::from(&bytes[..]), 21, 13, FailOn::None).unwrap();
+            assert_eq!((t.width(), t.height(), t.page_height()), (21, 39, 13), "{saver:?}");
+            assert_eq!(t.delays(), vec![100, 200, 300], "{saver:?}");
+        }
+    }
+
+    #[test]
+    fn still_images_are_one_frame() {
+        let img = Image::test_pattern(40, 20, 3).unwrap();
+        assert_eq!((img.n_pages(), img.frames(), img.page_height()), (1, 1, 20));
+        assert!(img.delays().is_empty());
+        assert_eq!(img.loop_count(), None);
+        let gif = decode(&img.save(&Saver::Gif, false).unwrap());
+        assert_eq!((gif.n_pages(), gif.frames()), (1, 1));
+        let tall = gif.rotate(90).unwrap();
+        // whatever the loader left in page-height, a fresh value makes it one frame again
+        let still = tall.with_page_height(tall.height()).unwrap();
+        assert_eq!(still.frames(), 1);
     }
 
     #[test]

@@ -811,3 +811,136 @@ imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max)
 	g_free(vector);
 	return n;
 }
+
+/* ------------------------------------------------------------------------------------------ */
+/* Animations (GIF, WebP): every frame stacked vertically in one image ("toilet roll"), the
+ * frame height in the `page-height` metadata, the frame durations in `delay` (ms, one per
+ * frame) and the repeat count in `loop` (0 = forever). gifsave (cgif) and webpsave write
+ * such an image as an animation. */
+
+/* Frames in the file (1 when the loader does not say), from the header alone. */
+int
+imgedge_n_pages(VipsImage *in)
+{
+	return vips_image_get_n_pages(in);
+}
+
+/* The frame height: `page-height` when it is set and divides the height, else the height. */
+int
+imgedge_page_height(VipsImage *in)
+{
+	return vips_image_get_page_height(in);
+}
+
+/* Every frame of a GIF or WebP (n = -1), stacked. Only for loaders that have the `n` option. */
+int
+imgedge_load_pages(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out)
+{
+	VipsImage *image;
+
+	image = vips_image_new_from_buffer(buf, len, "",
+		"access", (int) (sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM),
+		"fail_on", fail_on,
+		"n", -1,
+		NULL);
+	if (!image)
+		return -1;
+	*out = image;
+	return 0;
+}
+
+/* imgedge_thumbnail for every frame: each frame resampled to exactly width x height, stacked,
+ * page-height set by libvips (it adjusts the vertical shrink so frames never straddle). */
+int
+imgedge_thumbnail_pages(const void *buf, size_t len, int width, int height, int fail_on,
+	VipsImage **out)
+{
+	return vips_thumbnail_buffer((void *) buf, len, out, width,
+		"height", height,
+		"size", (int) VIPS_SIZE_FORCE,
+		"no_rotate", TRUE,
+		"fail_on", fail_on,
+		"option_string", "n=-1",
+		NULL);
+}
+
+/* The frames (all the same size) stacked top to bottom, with page-height and n-pages set.
+ * Other metadata comes from frames[0]. */
+int
+imgedge_join_frames(VipsImage **frames, int n, VipsImage **out)
+{
+	VipsImage *joined;
+
+	if (n < 1) {
+		vips_error("imgedge_join_frames", "%s", "no frames");
+		return -1;
+	}
+	if (vips_arrayjoin(frames, &joined, n, "across", 1, NULL))
+		return -1;
+	if (vips_copy(joined, out, NULL)) {
+		g_object_unref(joined);
+		return -1;
+	}
+	g_object_unref(joined);
+	vips_image_set_int(*out, VIPS_META_PAGE_HEIGHT, vips_image_get_height(frames[0]));
+	vips_image_set_int(*out, VIPS_META_N_PAGES, n);
+	return 0;
+}
+
+/* A copy whose `page-height` is page_height (the height: a still image, whatever an earlier
+ * operation left in the metadata). */
+int
+imgedge_set_page_height(VipsImage *in, VipsImage **out, int page_height)
+{
+	if (vips_copy(in, out, NULL))
+		return -1;
+	vips_image_set_int(*out, VIPS_META_PAGE_HEIGHT, page_height);
+	if (page_height == vips_image_get_height(in))
+		vips_image_set_int(*out, VIPS_META_N_PAGES, 1);
+	return 0;
+}
+
+/* A copy with the animation timing set: `delay` (n_delays values, ms; skipped when 0) and
+ * `loop` (skipped when negative). The legacy `gif-delay` (centiseconds) follows delay[0]. */
+int
+imgedge_set_animation(VipsImage *in, VipsImage **out, const int *delays, int n_delays,
+	int loop)
+{
+	if (vips_copy(in, out, NULL))
+		return -1;
+	if (delays && n_delays > 0) {
+		vips_image_set_array_int(*out, "delay", delays, n_delays);
+		vips_image_set_int(*out, "gif-delay", VIPS_RINT(delays[0] / 10.0));
+	}
+	if (loop >= 0) {
+		vips_image_set_int(*out, "loop", loop);
+		vips_image_set_int(*out, "gif-loop", loop);
+	}
+	return 0;
+}
+
+/* Copies up to max frame delays (ms) into delays; returns how many the image has (0: none). */
+int
+imgedge_get_delays(VipsImage *in, int *delays, int max)
+{
+	int *array;
+	int n, i;
+
+	if (vips_image_get_typeof(in, "delay") == 0 ||
+		vips_image_get_array_int(in, "delay", &array, &n))
+		return 0;
+	for (i = 0; i < n && i < max; i++)
+		delays[i] = array[i];
+	return n;
+}
+
+/* The repeat count (0 = forever); -1 when the image has none. */
+int
+imgedge_get_loop(VipsImage *in)
+{
+	int loop;
+
+	if (vips_image_get_typeof(in, "loop") == 0 || vips_image_get_int(in, "loop", &loop))
+		return -1;
+	return loop;
+}

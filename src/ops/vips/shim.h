@@ -76,6 +76,19 @@ int imgedge_save_heif(VipsImage *in, void **buf, size_t *len, int quality, int a
 int imgedge_save_jxl(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
 	int strip);
 
+/* Animations (GIF, WebP): frames stacked vertically, frame height in `page-height`. */
+int imgedge_n_pages(VipsImage *in);
+int imgedge_page_height(VipsImage *in);
+int imgedge_load_pages(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out);
+int imgedge_thumbnail_pages(const void *buf, size_t len, int width, int height, int fail_on,
+	VipsImage **out);
+int imgedge_join_frames(VipsImage **frames, int n, VipsImage **out);
+int imgedge_set_page_height(VipsImage *in, VipsImage **out, int page_height);
+int imgedge_set_animation(VipsImage *in, VipsImage **out, const int *delays, int n_delays,
+	int loop);
+int imgedge_get_delays(VipsImage *in, int *delays, int max);
+int imgedge_get_loop(VipsImage *in);
+
 /* For tests: a deterministic gradient, and reading one pixel. */
 int imgedge_test_image(int width, int height, int bands, VipsImage **out);
 int imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max);
