@@ -275,12 +275,12 @@ fn an_edge_uses_another_imgedge_as_its_origin_shield() {
         "one master fetch per edge:\n{metrics}"
     );
     assert_eq!(
-        value("imgedge_cache_responses_total{outcome=\"MISS\"}"),
+        value("imgedge_cache_responses_total{outcome=\"miss\"}"),
         2,
         "{metrics}"
     );
     assert_eq!(
-        value("imgedge_cache_responses_total{outcome=\"HIT-MEMORY\"}"),
+        value("imgedge_cache_responses_total{outcome=\"hit-memory\"}"),
         1,
         "{metrics}"
     );

@@ -1356,7 +1356,8 @@ impl Image {
         let mut raw: Vec<*mut VipsImage> = frames.iter().map(Image::raw).collect();
         let mut out = ptr::null_mut();
         // SAFETY: every pointer is a live image borrowed for the call; arrayjoin refs them.
-        let rc = unsafe { ffi::imgedge_join_frames(raw.as_mut_ptr(), to_c(raw.len() as u32), &mut out) };
+        let rc =
+            unsafe { ffi::imgedge_join_frames(raw.as_mut_ptr(), to_c(raw.len() as u32), &mut out) };
         let mut joined = first.derived(None, rc, out, "arrayjoin")?;
         for f in &frames[1..] {
             for b in &f.keep {
@@ -1381,7 +1382,11 @@ impl Image {
 
     /// A copy with the animation timing set: `delays` in ms, one per frame (left as they are
     /// when empty), and the repeat count (`None`: left as it is; 0 = forever).
-    pub fn with_animation(&self, delays: &[i32], loop_count: Option<u32>) -> Result<Image, VipsError> {
+    pub fn with_animation(
+        &self,
+        delays: &[i32],
+        loop_count: Option<u32>,
+    ) -> Result<Image, VipsError> {
         let mut out = ptr::null_mut();
         let n = delays.len().min(c_int::MAX as usize) as c_int;
         let lc = loop_count.map_or(-1, to_c);
@@ -1797,14 +1802,18 @@ mod tests {
             assert_eq!((first.width(), first.height()), (40, 30), "{saver:?}");
             assert_eq!(first.n_pages(), 3, "{saver:?}");
             assert_eq!(first.frames(), 1, "{saver:?}");
-            let all = Image::load_pages(Arc::from(&bytes[..]), Access::Sequential, FailOn::None)
-                .unwrap();
+            let all =
+                Image::load_pages(Arc::from(&bytes[..]), Access::Sequential, FailOn::None).unwrap();
             assert_eq!((all.width(), all.height()), (40, 90), "{saver:?}");
             assert_eq!((all.page_height(), all.frames()), (30, 3), "{saver:?}");
             assert_eq!(all.delays(), vec![100, 200, 300], "{saver:?}");
             assert_eq!(all.loop_count(), Some(0), "{saver:?}");
             let t = Image::thumbnail_pages(Arc::from(&bytes[..]), 21, 13, FailOn::None).unwrap();
-            assert_eq!((t.width(), t.height(), t.page_height()), (21, 39, 13), "{saver:?}");
+            assert_eq!(
+                (t.width(), t.height(), t.page_height()),
+                (21, 39, 13),
+                "{saver:?}"
+            );
             assert_eq!(t.delays(), vec![100, 200, 300], "{saver:?}");
         }
     }
