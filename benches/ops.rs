@@ -10,9 +10,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use imgedge::ops::vips::{self, Access, FailOn, Image, Saver};
 use imgedge::ops::{self, Endpoint, Params, Plan};
 
 fn plan(endpoint: Endpoint, query: &str) -> Plan {
@@ -206,6 +208,88 @@ fn bench_operations(c: &mut Criterion) {
             b.iter(|| ops::run(&p, input, &[]).expect(query))
         });
     }
+    g.finish();
+
+    // Where the time of the two costliest cold scenarios goes, step by step (single-threaded;
+    // each step rendered to memory with `to_pixels`, so the steps add up).
+    let mut g = c.benchmark_group("steps");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_millis(1500));
+    let png: Arc<[u8]> = Arc::from(&inputs.png_alpha[..]);
+    let jpg: Arc<[u8]> = Arc::from(&inputs.jpeg_2mp[..]);
+    let render = |img: Image| {
+        let px = img.to_pixels().expect("render");
+        vips::thread_shutdown();
+        px
+    };
+    g.bench_function("png_alpha/decode", |b| {
+        b.iter(|| render(Image::load(png.clone(), Access::Sequential, FailOn::None).unwrap()))
+    });
+    g.bench_function("png_alpha/decode+resize_300", |b| {
+        b.iter(|| {
+            let img = Image::load(png.clone(), Access::Sequential, FailOn::None).unwrap();
+            render(img.resize_to(300, 200).unwrap())
+        })
+    });
+    g.bench_function("png_alpha/thumbnail_300", |b| {
+        b.iter(|| render(Image::thumbnail(png.clone(), 300, 200, FailOn::None).unwrap()))
+    });
+    let small = Image::load(png.clone(), Access::Random, FailOn::None)
+        .unwrap()
+        .resize_to(300, 200)
+        .unwrap()
+        .random_access()
+        .unwrap();
+    let small = Image::from_pixels(&small.to_pixels().unwrap(), 300, 200, 4).unwrap();
+    for (name, saver) in [
+        (
+            "png_alpha/encode_300_png_bimg",
+            Saver::Png {
+                compression: 6,
+                interlace: false,
+                palette: false,
+                quality: 75,
+                effort: 10,
+            },
+        ),
+        (
+            "png_alpha/encode_300_webp",
+            Saver::Webp {
+                quality: 75,
+                lossless: false,
+            },
+        ),
+    ] {
+        g.bench_function(name, |b| b.iter(|| small.save(&saver, false).unwrap()));
+    }
+    g.bench_function("jpeg_2mp/decode_dct4", |b| {
+        b.iter(|| render(Image::load_jpeg_shrunk(jpg.clone(), 4, FailOn::None).unwrap()))
+    });
+    g.bench_function("jpeg_2mp/decode_dct4+resize_300", |b| {
+        b.iter(|| {
+            let img = Image::load_jpeg_shrunk(jpg.clone(), 4, FailOn::None).unwrap();
+            render(img.resize_to(300, 169).unwrap())
+        })
+    });
+    let small = Image::load_jpeg_shrunk(jpg.clone(), 4, FailOn::None)
+        .unwrap()
+        .resize_to(300, 169)
+        .unwrap();
+    let small = Image::from_pixels(&small.to_pixels().unwrap(), 300, 169, 3).unwrap();
+    g.bench_function("jpeg_2mp/encode_300_jpeg_q75", |b| {
+        b.iter(|| {
+            small
+                .save(
+                    &Saver::Jpeg {
+                        quality: 75,
+                        interlace: false,
+                    },
+                    false,
+                )
+                .unwrap()
+        })
+    });
     g.finish();
 
     // Header-only probe (the resolution limit check before every transform).

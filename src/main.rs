@@ -146,6 +146,12 @@ fn main() {
         server.add_service(admin_service);
         tracing::info!(addr = %admin_addr, "admin listener (health, metrics)");
     }
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        server.add_service(pingora::services::background::background_service(
+            "systemd",
+            SystemdReady(cfg.listen),
+        ));
+    }
     tracing::info!(%addr, prefix = %cfg.path_prefix, pid = std::process::id(), "imgedge listening");
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
@@ -188,6 +194,7 @@ impl ShutdownSignalWatch for Signals {
             }
             _ = term.recv() => {
                 admin::start_draining();
+                sd_notify("STOPPING=1");
                 if !self.delay.is_zero() {
                     tracing::info!(delay_s = self.delay.as_secs(), "SIGTERM: /health/ready now fails; serving on until the shutdown delay ends");
                     tokio::select! {
@@ -347,6 +354,52 @@ fn open_cache(cfg: &Config, upgrade: bool) -> Result<Cache, String> {
     }
 }
 
+/// Tells systemd (`Type=notify`, `NotifyAccess=all`) this process is the service's main
+/// process and ready, once its listener accepts. After `-upgrade` that moves the unit's main
+/// pid to the new process, so the old one exiting does not stop the service.
+struct SystemdReady(std::net::SocketAddr);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for SystemdReady {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        let mut probe = self.0;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(match probe {
+                std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(probe).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        sd_notify(&format!("MAINPID={}\nREADY=1", std::process::id()));
+    }
+}
+
+/// Sends `state` to systemd's notification socket, if the process runs under one.
+fn sd_notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| {
+        let socket = UnixDatagram::unbound()?;
+        socket.send_to_addr(state.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        tracing::warn!(socket = %path, error = %e, "cannot notify systemd");
+    }
+}
+
 /// Flushes the disk tier when the server shuts down, so written entries survive the restart.
 struct CacheCloser(Cache);
 
@@ -367,7 +420,7 @@ impl pingora::services::background::BackgroundService for CacheCloser {
 fn init_logs(json: bool) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMGEDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn,foyer=warn,foyer_storage=warn,foyer_memory=warn"));
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

@@ -411,6 +411,41 @@ fn upgrade_without_a_running_process_starts_normally() {
     );
 }
 
+/// Under systemd (`Type=notify`, deploy/systemd/imgedge.service) the process reports itself
+/// as the main process once its listener accepts, and says when it starts stopping.
+#[test]
+fn systemd_is_told_ready_with_the_main_pid_and_told_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let port = free_port();
+    let mut node = Node::spawn(
+        port,
+        &dir.path().join("cache"),
+        &[],
+        &dir.path().join("stdout.log"),
+        &dir.path().join("stderr.log"),
+        &[("NOTIFY_SOCKET", notify.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY notification");
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        format!("MAINPID={}\nREADY=1", node.child.id())
+    );
+    assert_eq!(
+        fetch(node.addr, "/health/ready").unwrap().status,
+        200,
+        "ready means accepting"
+    );
+    node.stop(libc::SIGTERM);
+    let n = socket.recv(&mut buf).expect("STOPPING notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
 // ---------------------------------------------------------------------------------------------
 // deploy/: what a reviewer would check by hand
 // ---------------------------------------------------------------------------------------------
@@ -506,18 +541,58 @@ fn kubernetes_manifests_probe_the_real_endpoints_with_real_flags() {
 
 #[test]
 fn compose_file_uses_real_flags_and_health_checks() {
-    let docs = yaml_docs(&repo("docker-compose.yml"));
+    let mut docs = yaml_docs(&repo("docker-compose.yml"));
+    docs[0].apply_merge().unwrap(); // `<<: *imgedge`
     let services = docs[0]["services"].as_mapping().unwrap();
     let mut edges = 0;
-    for (name, svc) in services {
+    for svc in services.values() {
         let command = strings(&svc["command"]);
         if command.iter().any(|c| c.starts_with('-')) {
             assert_real_flags(&command, "docker-compose.yml");
+            let budget = svc["stop_grace_period"].as_str().unwrap();
+            assert_eq!(
+                budget, "20s",
+                "stop_grace_period covers delay + grace + 2 s"
+            );
             edges += 1;
         }
-        let _ = name;
     }
     assert!(edges >= 3, "three imgedge nodes behind HAProxy");
+}
+
+#[test]
+fn fly_toml_runs_real_flags_and_checks_readiness() {
+    let text = std::fs::read_to_string(repo("deploy/fly.toml")).unwrap();
+    let command = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("app = \"-"))
+        .map(|rest| format!("-{}", rest.trim_end_matches('"')))
+        .expect("[processes] app = \"<flags>\"");
+    let args: Vec<String> = command.split_whitespace().map(String::from).collect();
+    assert_real_flags(&args, "deploy/fly.toml");
+    assert!(text.contains("path = \"/health/ready\""));
+    assert!(text.contains("kill_signal = \"SIGTERM\""));
+}
+
+#[test]
+fn systemd_unit_upgrades_on_reload_with_real_flags() {
+    let env = std::fs::read_to_string(repo("deploy/systemd/imgedge.env")).unwrap();
+    let flags = env
+        .lines()
+        .find_map(|l| l.strip_prefix("IMGEDGE_FLAGS="))
+        .expect("IMGEDGE_FLAGS")
+        .trim_matches('"');
+    let args: Vec<String> = flags.split_whitespace().map(String::from).collect();
+    assert_real_flags(&args, "deploy/systemd/imgedge.env");
+    let unit = std::fs::read_to_string(repo("deploy/systemd/imgedge.service")).unwrap();
+    for line in [
+        "Type=notify",
+        "NotifyAccess=all",
+        "-upgrade",
+        "KillSignal=SIGTERM",
+    ] {
+        assert!(unit.contains(line), "{line} missing from the unit");
+    }
 }
 
 #[test]

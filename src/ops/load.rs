@@ -76,6 +76,19 @@ impl Source {
     }
 }
 
+/// For `animation.rs`, which loads every frame of an animated GIF/WebP itself.
+impl Source {
+    /// The request's bytes.
+    pub(crate) fn bytes(&self) -> &Arc<[u8]> {
+        &self.bytes
+    }
+
+    /// Frames in the file, from the header (1 for still images).
+    pub(crate) fn pages(&self) -> u32 {
+        self.header.n_pages()
+    }
+}
+
 /// The largest JPEG DCT shrink (1, 2, 4 or 8) not above the total shrink from `w0`×`h0` to
 /// `w`×`h` on either axis, so the decoder never produces fewer pixels than the target.
 pub(crate) fn jpeg_shrink(w0: u32, h0: u32, w: u32, h: u32) -> u32 {

@@ -8,6 +8,7 @@
 
 pub mod format;
 pub mod geometry;
+pub mod limits;
 pub mod options;
 pub mod params;
 pub mod pipeline;
@@ -29,6 +30,8 @@ mod flatten;
 mod encode;
 mod info;
 mod process;
+// Animated GIF/WebP: every frame through the steps above (`animation.rs`).
+mod animation;
 
 pub use format::ImageType;
 pub use options::{Endpoint, Options};

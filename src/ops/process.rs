@@ -9,16 +9,20 @@
 //!
 //! Encoding is left to the caller (`run.rs`): a pipeline encodes once, at the end, with the
 //! settings of its last successful step.
+//!
+//! Before any pixel is decoded, the output size is checked against `limits.rs`. An animated
+//! GIF/WebP written as GIF/WebP goes through the same steps frame by frame (`animation.rs`);
+//! written in any other format, its first frame is the image.
 
 use std::rc::Rc;
 
 use super::encode::{self, Encoding};
 use super::format::ImageType;
-use super::geometry::{self, Cut, Orientation};
+use super::geometry::{self, Cut, Layout, Orientation};
 use super::load::Source;
-use super::options::{Endpoint, Options};
-use super::vips::{Image, VipsError};
-use super::{blur, crop, embed, flatten, orient, resize, watermark, zoom};
+use super::options::{Endpoint, Gravity, Options};
+use super::vips::{Access, Image, VipsError};
+use super::{animation, blur, crop, embed, flatten, limits, orient, resize, watermark, zoom};
 
 /// The image a step works on.
 #[derive(Clone)]
@@ -55,13 +59,14 @@ impl State {
         }
     }
 
-    /// Stored size, orientation tag and whether EXIF orientation is already committed.
+    /// Stored size (of one frame, for an animation), orientation tag and whether EXIF
+    /// orientation is already committed.
     fn geometry_input(&self) -> (u32, u32, u32, bool) {
         match &self.current {
             Current::Encoded { source, autorotate } => {
                 (source.width, source.height, source.orientation, *autorotate)
             }
-            Current::Decoded(img) => (img.width(), img.height(), img.orientation(), false),
+            Current::Decoded(img) => (img.width(), img.page_height(), img.orientation(), false),
         }
     }
 
@@ -77,6 +82,25 @@ impl State {
                 }
             }
             Current::Decoded(img) => Ok(img.clone()),
+        }
+    }
+
+    /// The image to write as `format`: an animation stays one when `format` can hold it
+    /// (every frame loaded if nothing decoded them yet), else its first frame.
+    pub fn output_image(&self, format: ImageType) -> Result<Image, VipsError> {
+        let animated = animation::output_frames(&self.current, format) > 1;
+        match &self.current {
+            Current::Encoded { source, autorotate } if animated => {
+                let stack = animation::load(source)?;
+                if *autorotate {
+                    animation::autorotate(&stack)
+                } else {
+                    Ok(stack)
+                }
+            }
+            Current::Decoded(img) if animated => Ok(img.clone()),
+            Current::Decoded(img) => animation::first_frame(img),
+            Current::Encoded { .. } => animation::still(&self.image()?),
         }
     }
 
@@ -115,12 +139,24 @@ pub(crate) fn autorotate(state: &State) -> Result<(Current, Encoding), VipsError
         ..Encoding::defaults(state.format)
     };
     enc.saver()?;
+    let (w, h, ..) = state.geometry_input();
+    let frames = animation::output_frames(&state.current, enc.format);
+    limits::check_process(
+        &Options::default(),
+        &geometry::layout(&Options::default(), w, h),
+        w,
+        h,
+        frames,
+    )?;
     let next = match &state.current {
         Current::Encoded { source, .. } => Current::Encoded {
             source: source.clone(),
             autorotate: true,
         },
-        Current::Decoded(img) => Current::Decoded(orient::autorotate(img)?),
+        Current::Decoded(img) if frames > 1 => Current::Decoded(animation::autorotate(img)?),
+        Current::Decoded(img) => Current::Decoded(animation::still(&orient::autorotate(
+            &animation::first_frame(img)?,
+        )?)?),
     };
     Ok((next, enc))
 }
@@ -161,62 +197,123 @@ pub(crate) fn process(
 
     let layout = geometry::layout(o, w0, h0);
 
-    // Load: shrink on load when a resample is the first thing to happen to the pixels.
-    let mut resampled = false;
-    let img = match &state.current {
-        Current::Encoded { source, .. } if o.zoom == 0 => match layout.resample(w0, h0) {
-            Some((tw, th)) => {
-                let (pw, ph) = orientation.unoriented_size(tw, th);
-                resampled = true;
-                source.scaled(pw, ph)?
-            }
-            None => source.image()?,
-        },
-        Current::Encoded { source, .. } => source.image()?,
-        Current::Decoded(img) => img.clone(),
+    // Nothing is decoded before the output is known to be within the caps.
+    let frames = animation::output_frames(&state.current, encoding.format);
+    limits::check_process(o, &layout, w0, h0, frames)?;
+
+    let mut steps = Steps {
+        o,
+        orientation,
+        layout,
+        watermark,
+        mark: None,
+        smart_as_centre: false,
+    };
+    let img = if frames > 1 {
+        // Every frame the same way; the watermark image is opened once for all of them.
+        if let Some(w) = &o.image_watermark {
+            steps.mark = Some(watermark::open_image(w, watermark, Access::Random)?);
+        }
+        steps.smart_as_centre = true;
+        animation::transform(&state.current, &steps)?
+    } else {
+        // Load: shrink on load when a resample is the first thing to happen to the pixels.
+        let mut resampled = false;
+        let img = match &state.current {
+            Current::Encoded { source, .. } if o.zoom == 0 => match layout.resample(w0, h0) {
+                Some((tw, th)) => {
+                    let (pw, ph) = orientation.unoriented_size(tw, th);
+                    resampled = true;
+                    source.scaled(pw, ph)?
+                }
+                None => source.image()?,
+            },
+            Current::Encoded { source, .. } => source.image()?,
+            Current::Decoded(img) => animation::first_frame(img)?,
+        };
+        steps.apply(&img, resampled)?
     };
 
-    let img = orient::apply(&img, &orientation)?;
-    let mut img = zoom::apply(&img, o.zoom)?;
-
-    if layout.transform {
-        if !resampled {
-            if let Some((w, h)) = layout.resample(img.width(), img.height()) {
-                img = resize::to(&img, w, h)?;
-            }
-        }
-        img = match geometry::cut(o, &layout, img.width(), img.height()).map_err(VipsError::new)? {
-            Cut::None => img,
-            Cut::Smart { width, height } => crop::smart(&img, width, height)?,
-            Cut::Crop {
-                left,
-                top,
-                width,
-                height,
-            }
-            | Cut::Extract {
-                left,
-                top,
-                width,
-                height,
-            } => crop::area(&img, left, top, width, height)?,
-            Cut::Embed {
-                left,
-                top,
-                width,
-                height,
-            } => embed::apply(&img, left, top, width, height, o.extend, o.background)?,
-        };
-    }
-
-    let mut img = blur::apply(&img, o.sigma, o.min_ampl)?;
-    if let Some(t) = &o.text_watermark {
-        img = watermark::text(&img, t)?;
-    }
-    if let Some(w) = &o.image_watermark {
-        img = watermark::image(&img, w, watermark)?;
-    }
     let img = flatten::apply(&img, o.background)?;
-    let image = encode::prepare(&img, o.no_profile, o.grayscale)?;
+    let img = encode::prepare(&img, o.no_profile, o.grayscale)?;
+    let image = if frames > 1 {
+        img
+    } else {
+        animation::still(&img)?
+    };
     Ok(Processed { image, encoding })
+}
+
+/// The steps of one generic process between loading and flattening, for one image (or one
+/// frame of an animation): orient → zoom → resample → cut | pad → blur → text watermark →
+/// image watermark.
+pub(crate) struct Steps<'a> {
+    pub o: &'a Options,
+    pub orientation: Orientation,
+    /// `geometry::layout` of `o` for the oriented image (frame).
+    pub layout: Layout,
+    /// The fetched body of `o.image_watermark`'s URL, if any.
+    pub watermark: Option<&'a [u8]>,
+    /// The watermark image, opened once when it is drawn on many frames.
+    pub mark: Option<Image>,
+    /// A smart crop becomes a centre crop of the same size (animations: one window for every
+    /// frame).
+    pub smart_as_centre: bool,
+}
+
+impl Steps<'_> {
+    /// The steps on `img`; `resampled`: the load already resampled it (shrink on load).
+    pub fn apply(&self, img: &Image, resampled: bool) -> Result<Image, VipsError> {
+        let (o, layout) = (self.o, &self.layout);
+        let img = orient::apply(img, &self.orientation)?;
+        let mut img = zoom::apply(&img, o.zoom)?;
+
+        if layout.transform {
+            if !resampled {
+                if let Some((w, h)) = layout.resample(img.width(), img.height()) {
+                    img = resize::to(&img, w, h)?;
+                }
+            }
+            let (cw, ch) = (img.width(), img.height());
+            img = match geometry::cut(o, layout, cw, ch).map_err(VipsError::new)? {
+                Cut::None => img,
+                Cut::Smart { width, height } if self.smart_as_centre => {
+                    let (left, top) =
+                        geometry::crop_offsets(cw, ch, width, height, Gravity::Centre);
+                    crop::area(&img, left, top, width, height)?
+                }
+                Cut::Smart { width, height } => crop::smart(&img, width, height)?,
+                Cut::Crop {
+                    left,
+                    top,
+                    width,
+                    height,
+                }
+                | Cut::Extract {
+                    left,
+                    top,
+                    width,
+                    height,
+                } => crop::area(&img, left, top, width, height)?,
+                Cut::Embed {
+                    left,
+                    top,
+                    width,
+                    height,
+                } => embed::apply(&img, left, top, width, height, o.extend, o.background)?,
+            };
+        }
+
+        let mut img = blur::apply(&img, o.sigma, o.min_ampl)?;
+        if let Some(t) = &o.text_watermark {
+            img = watermark::text(&img, t)?;
+        }
+        if let Some(w) = &o.image_watermark {
+            img = match &self.mark {
+                Some(mark) => watermark::overlay(&img, mark, w)?,
+                None => watermark::image(&img, w, self.watermark)?,
+            };
+        }
+        Ok(img)
+    }
 }

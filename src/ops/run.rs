@@ -204,7 +204,8 @@ fn produce(
     if let Some(f) = force_format {
         enc.format = f;
     }
-    let img = state.image()?;
+    // An animation stays one only when the format can hold it (a JPEG retry cannot).
+    let img = state.output_image(enc.format)?;
     let out = encode::save(&img, &enc).map_err(|err| Failure {
         err,
         encoding: Some(enc.format),
@@ -213,8 +214,9 @@ fn produce(
         bytes: out,
         mime: enc.format.mime(),
         format: Some(enc.format),
+        // one frame's size for an animation
         width: img.width(),
-        height: img.height(),
+        height: img.page_height(),
     })
 }
 

@@ -50,18 +50,33 @@ pub(crate) fn image(
     w: &ImageWatermark,
     bytes: Option<&[u8]>,
 ) -> Result<Image, VipsError> {
+    let mark = open_image(w, bytes, Access::Sequential)?;
+    overlay(img, &mark, w)
+}
+
+/// The watermark image of `w` opened from `bytes` (what the caller fetched; `None`: it could
+/// not be). `Access::Random` when it will be drawn more than once (every frame of an animation).
+pub(crate) fn open_image(
+    w: &ImageWatermark,
+    bytes: Option<&[u8]>,
+    access: Access,
+) -> Result<Image, VipsError> {
     let bytes = bytes
         .ok_or_else(|| VipsError::new(format!("Unable to retrieve watermark image. {}", w.url)))?;
     if bytes.is_empty() {
         return Err(VipsError::new("Unable to read watermark image"));
     }
-    let mark = Image::load(Arc::from(bytes), Access::Sequential, FailOn::None)?;
+    Image::load(Arc::from(bytes), access, FailOn::None)
+}
+
+/// An opened watermark image `mark` drawn over `img` as `w` says.
+pub(crate) fn overlay(img: &Image, mark: &Image, w: &ImageWatermark) -> Result<Image, VipsError> {
     let opacity = if w.opacity <= 0.0 || !w.opacity.is_finite() {
         1.0
     } else {
         w.opacity.min(1.0)
     };
-    img.composite(&mark, w.left, w.top, opacity)
+    img.composite(mark, w.left, w.top, opacity)
 }
 
 #[cfg(test)]

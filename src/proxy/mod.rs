@@ -173,7 +173,7 @@ impl Edge {
         }
         let limit_headers = match self.throttle(session) {
             Ok(headers) => headers,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         if route::is_disabled(&self.cfg.disabled_endpoints, &path) {
             return Reply::error(&Error::NotImplemented);
@@ -249,16 +249,16 @@ impl Edge {
 
     /// The rate limit (spec §10.4): `X-RateLimit-*` headers for the response, or imaginary's
     /// plain-text refusal.
-    fn throttle(&self, session: &Session) -> Result<Vec<(&'static str, String)>, Reply> {
+    fn throttle(&self, session: &Session) -> Result<Vec<(&'static str, String)>, Box<Reply>> {
         let Some(limit) = &self.rate_limit else {
             return Ok(Vec::new());
         };
         if self.cfg.burst < 0 {
-            return Err(Reply::new(
+            return Err(Box::new(Reply::new(
                 500,
                 "text/plain; charset=utf-8",
                 "throttle error: -burst must not be negative\n",
-            ));
+            )));
         }
         let ip = session
             .client_addr()
@@ -271,7 +271,7 @@ impl Edge {
         let mut refusal = Reply::new(429, "text/plain; charset=utf-8", "limit exceeded\n")
             .header("X-Content-Type-Options", "nosniff");
         refusal.headers.extend(verdict.headers);
-        Err(refusal)
+        Err(Box::new(refusal))
     }
 
     /// CORS pre-flight (FIX of imaginary issue #349, where OPTIONS met the method gate).

@@ -53,10 +53,10 @@ impl Producer {
             Input::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
             Input::Url(url, forwarded) => {
                 let key = url.to_string();
-                self.from_origin(&self.origin, url, &key, &forwarded).await?
+                self.origin_bytes(&self.origin, url, &key, &forwarded).await?
             }
             Input::Named { fetch, object } => {
-                self.from_origin(&self.trusted, fetch, object.as_str(), &[])
+                self.origin_bytes(&self.trusted, fetch, object.as_str(), &[])
                     .await?
             }
         };
@@ -106,7 +106,7 @@ impl Producer {
     /// The origin's bytes, reused from the source cache while fresh, revalidated with a
     /// conditional GET when stale, fetched otherwise (the origin-shield role). Responses made
     /// for forwarded credentials are never shared.
-    async fn from_origin(
+    async fn origin_bytes(
         &self,
         client: &Arc<OriginClient>,
         url: Url,
