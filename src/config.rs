@@ -86,6 +86,7 @@ pub const FLAGS: &[Flag] = &[
     flag("cache-post", Kind::Bool, "false", "Also cache results of POST requests (keyed by a hash of the body)"),
     flag("source-cache", Kind::Str, "64MiB", "Memory for origin responses kept for re-use and revalidation; 0 turns it off"),
     flag("admin-key", Kind::Str, "", "Key for the admin endpoints (/admin/purge); empty disables them"),
+    flag("public-health", Kind::Bool, "false", "Answer /health without the -key (for load-balancer probes)"),
     // Operations (docs/operations.md).
     flag("admin-listen", Kind::Str, "", "Extra listener serving only /health, /health/live, /health/ready and /metrics, without API key or rate limit, e.g. 127.0.0.1:9090 or :9090"),
     flag("log-format", Kind::Str, "imaginary", "Log format: imaginary (Apache-style access line, text app logs) or json (one JSON object per line for both)"),
@@ -140,6 +141,8 @@ pub struct Config {
     pub cache_post: bool,
     /// `Admin-Key` for `/admin/*`; empty = admin endpoints off.
     pub admin_key: String,
+    /// `/health` answers without `-key` (FIX option of spec §2.3).
+    pub public_health: bool,
     /// `-admin-listen`: a second listener for health and metrics only.
     pub admin_listen: Option<SocketAddr>,
     /// `-log-format json`: access log and application logs as JSON lines.
@@ -465,6 +468,7 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         cache,
         cache_post,
         admin_key: pick("admin-key", file.admin.key),
+        public_health: values.bool("public-health"),
         listen,
         path_prefix: clean_prefix(values.get("path-prefix")),
         cors: values.bool("cors"),

@@ -181,6 +181,11 @@ fn api_key_is_checked_in_header_or_query() {
         None,
     );
     assert_eq!(r.status, 200);
+    // imaginary's quirk kept by default: /health needs the key too; -public-health exempts it.
+    assert_eq!(s.get("/health").status, 401);
+    let open = Imgedge::start(&["-key", "s3cret", "-public-health"]);
+    assert_eq!(open.get("/health").status, 200);
+    assert_eq!(open.get("/").status, 401);
 }
 
 #[test]

@@ -64,6 +64,18 @@ pub struct Edge {
     libvips: String,
 }
 
+/// What step 2 checks for a route.
+struct Gates {
+    /// `-enable-url-signature` applies (image endpoints, named origins).
+    signed: bool,
+    /// GET needs `-mount` or `-enable-url-source` (image endpoints: imaginary's GET gate).
+    get_gate: bool,
+    /// Only GET and HEAD (named origins).
+    read_only: bool,
+    /// `-key` applies (everywhere but `/health` with `-public-health`).
+    keyed: bool,
+}
+
 /// Per-request state carried from `request_filter` to `logging`.
 pub struct RequestCtx {
     started: Instant,
@@ -154,21 +166,16 @@ impl Edge {
             return self.preflight(session);
         }
         let pairs = ops::params::query_pairs(&raw_query);
-        // A named origin's objects are images: signed like image endpoints, but the GET gate
-        // (which is about ?file= and ?url=) does not apply.
         let named = self.upstreams.find(&path).is_some();
-        if named && method != Method::GET && method != Method::HEAD {
-            return Reply::error(&Error::MethodNotAllowed);
-        }
-        if let (true, Some(signer)) = (named, &self.signer) {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if let Err(e) = signer.verify(&path, &pairs, now) {
-                return Reply::error(&e);
-            }
-        }
-        if let Err(e) = self.admit(&method, image, session, &pairs, &path) {
+        let gates = Gates {
+            // A named origin's objects are images: signed like image endpoints, but the GET
+            // gate (which is about ?file= and ?url=) does not apply, and they are read-only.
+            signed: image || named,
+            get_gate: image,
+            read_only: named,
+            keyed: !(route == Route::Health && self.cfg.public_health),
+        };
+        if let Err(e) = self.admit(&method, &gates, session, &pairs, &path) {
             return Reply::error(&e);
         }
         let limit_headers = match self.throttle(session) {
@@ -217,25 +224,28 @@ impl Edge {
     fn admit(
         &self,
         method: &Method,
-        image: bool,
+        gates: &Gates,
         session: &Session,
         pairs: &[(String, String)],
         path: &str,
     ) -> Result<(), Error> {
-        if let Some(signer) = self.signer.as_ref().filter(|_| image) {
+        if gates.read_only && method != Method::GET && method != Method::HEAD {
+            return Err(Error::MethodNotAllowed);
+        }
+        if let Some(signer) = self.signer.as_ref().filter(|_| gates.signed) {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
             signer.verify(path, pairs, now)?;
         }
         let get = method == Method::GET || method == Method::HEAD;
-        if image && get && self.cfg.mount.is_none() && !self.cfg.enable_url_source {
+        if gates.get_gate && get && self.cfg.mount.is_none() && !self.cfg.enable_url_source {
             return Err(Error::GetMethodNotAllowed);
         }
         if !get && method != Method::POST {
             return Err(Error::MethodNotAllowed);
         }
-        if !self.cfg.key.is_empty() {
+        if gates.keyed && !self.cfg.key.is_empty() {
             let given = header(session, "api-key")
                 .filter(|k| !k.is_empty())
                 .or_else(|| first(pairs, "key").map(str::to_owned))
