@@ -48,8 +48,20 @@ test: deps test-servers
 	$(CARGO) build --locked --bins
 	$(CARGO) test --locked -- --test-threads=2
 
+# The load benchmark of issue 7 (benches/load.sh, ~12 minutes on 2 cores): cold transforms vs
+# in-process libvips, repeated URLs vs nginx, overload and a soak; writes BENCHMARKS.md.
+# Micro-benchmarks: `cargo bench --bench ops` (and cache, scaling); see docs/performance.md.
+BENCH_PACKAGES := wrk nginx
 bench: deps
-	$(CARGO) bench --locked
+	@missing=""; for p in $(BENCH_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	$(CARGO) build --release --locked
+	bash benches/load.sh
 
 clean:
 	$(CARGO) clean

@@ -18,7 +18,7 @@
 #
 # Knobs (environment): BENCH_SECONDS (per phase, default 15), BENCH_SOAK_SECONDS (default 300),
 # BENCH_OUT (default BENCHMARKS.md), BENCH_L2_FLAGS (server flags that switch L1 off so repeated
-# URLs come from disk, e.g. "-cache-memory 0"; the phase is skipped when empty).
+# URLs come from disk; default "-cache-memory 0" when the server has cache flags; empty skips).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -77,13 +77,24 @@ say "building the baseline and writing the inputs"
 cargo bench --locked --bench baseline --no-run >/dev/null 2>&1 || cargo bench --locked --bench baseline --no-run
 BASELINE=$(ls -t "$ROOT"/target/release/deps/baseline-* | grep -v '\.d$' | head -1)
 "$BASELINE" write "$WORK/images" >&2
-mkdir -p "$WORK/cache"
+
+# Cache flags, when this build has them: each server start gets an empty cache directory of
+# its own in the temp dir (never ./var/cache).
+HAS_CACHE=""
+"$BIN" -h 2>&1 | grep -q -- '-cache-dir' && HAS_CACHE=1
+if [ -z "${BENCH_L2_FLAGS+set}" ] && [ -n "$HAS_CACHE" ]; then
+	BENCH_L2_FLAGS="-cache-memory 0"
+fi
+STARTS=0
 
 start_server() { # extra flags...
 	PORT=$(free_port)
+	STARTS=$((STARTS + 1))
+	local cache=()
+	[ -n "$HAS_CACHE" ] && cache=(-cache-dir "$WORK/cache.$STARTS")
 	# shellcheck disable=SC2068
-	PORT= "$BIN" -a 127.0.0.1 -p "$PORT" -mount "$WORK/images" -grace-period 1 -queue "$QUEUE" $@ \
-		>"$WORK/server.out" 2>"$WORK/server.err" &
+	PORT= "$BIN" -a 127.0.0.1 -p "$PORT" -mount "$WORK/images" -grace-period 1 -queue "$QUEUE" \
+		"${cache[@]}" $@ >"$WORK/server.out" 2>"$WORK/server.err" &
 	SERVER_PID=$!
 	wait_port "$PORT"
 }

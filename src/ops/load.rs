@@ -6,8 +6,10 @@
 //! * [`Source::scaled`]: already resampled to an exact size, decoding as little as possible —
 //!   JPEG at the largest DCT shrink (2/4/8) not above the total shrink, then a Lanczos resize
 //!   of the rest (what imgproxy's `scale_on_load.go` does; faster than `vips_thumbnail`, which
-//!   keeps a factor of two for the resize); every other format through `vips_thumbnail_buffer`
-//!   (WebP scaled decode, HEIF embedded thumbnails, PDF/SVG rendered at the target scale).
+//!   keeps a factor of two for the resize); PNG and GIF, which have no shrink-on-load, decoded
+//!   in full and resized with `resize_to` (8-bit premultiplied, see `vips/shim.c`); every other
+//!   format through `vips_thumbnail_buffer` (WebP scaled decode, HEIF embedded thumbnails,
+//!   PDF/SVG rendered at the target scale).
 //!
 //! Neither applies the orientation tag: `orient.rs` does, after the shrink (cheaper).
 
@@ -66,6 +68,12 @@ impl Source {
                 self.image()?
             };
             return img.resize_to(width, height);
+        }
+        if matches!(self.format, ImageType::Png | ImageType::Gif) {
+            // No shrink-on-load exists for these: vips_thumbnail would only decode in full and
+            // resize with float premultiplication; `resize_to` does the same work on libvips'
+            // 8-bit paths (docs/performance.md, "PNG and resize cost").
+            return self.image()?.resize_to(width, height);
         }
         let img = Image::thumbnail(self.bytes.clone(), width, height, FailOn::None)?;
         if (img.width(), img.height()) == (width, height) {

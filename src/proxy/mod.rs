@@ -185,28 +185,21 @@ impl Edge {
         if route::is_disabled(&self.cfg.disabled_endpoints, &path) {
             return Reply::error(&Error::NotImplemented);
         }
-        if let Some((origin, object)) = self.upstreams.find(&path) {
+        let named = self.upstreams.find(&path);
+        if named.is_some() {
             ctx.endpoint = "origin";
-            let mut reply = self
-                .named(session, ctx, origin, object, &raw_query, &pairs)
-                .await;
-            self.cache_headers(&mut reply, &method, &path);
-            reply.headers.extend(limit_headers);
-            return reply;
         }
-
-        let mut reply = match route {
-            Route::Index => admin::index(&self.libvips),
-            Route::Health => admin::health(&self.status()).await,
-            Route::Form => admin::form(&self.cfg.path_prefix),
-            Route::Image(endpoint) => self.image(session, endpoint, &raw_query, &pairs).await,
-            Route::Metrics => admin::metrics_reply(&self.status()).await,
-            Route::Purge => self.purge(session, &pairs).await,
-            Route::Live => admin::live(),
-            Route::Ready => admin::ready(),
-            Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
-                Reply::error(&Error::NotFound)
+        let mut reply = match (named, route) {
+            (Some((origin, object)), _) => {
+                let reply = self
+                    .named(session, ctx, origin, object, &raw_query, &pairs)
+                    .await;
+                if reply.is_proxy() {
+                    return reply;
+                }
+                reply
             }
+            (None, route) => self.route_reply(session, route, &raw_query, &pairs).await,
         };
         if self.cfg.cors && (method == Method::GET || method == Method::POST || method == Method::HEAD) {
             reply.vary("Origin");
@@ -217,6 +210,29 @@ impl Edge {
         self.cache_headers(&mut reply, &method, &path);
         reply.headers.extend(limit_headers);
         reply
+    }
+
+    /// Steps 3–8 for the route a request reached.
+    async fn route_reply(
+        &self,
+        session: &mut Session,
+        route: Route,
+        raw_query: &str,
+        pairs: &[(String, String)],
+    ) -> Reply {
+        match route {
+            Route::Index => admin::index(&self.libvips),
+            Route::Health => admin::health(&self.status()).await,
+            Route::Form => admin::form(&self.cfg.path_prefix),
+            Route::Image(endpoint) => self.image(session, endpoint, raw_query, pairs).await,
+            Route::Metrics => admin::metrics_reply(&self.status()).await,
+            Route::Purge => self.purge(session, pairs).await,
+            Route::Live => admin::live(),
+            Route::Ready => admin::ready(),
+            Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
+                Reply::error(&Error::NotFound)
+            }
+        }
     }
 
     /// Step 2: the gates in imaginary's order (spec §2.2, §2.3). HEAD is served wherever GET

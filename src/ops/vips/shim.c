@@ -292,30 +292,51 @@ imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation)
 
 /* Lanczos3 for reductions, bicubic for enlargements (vips_resize picks the interpolator from
  * the kernel); alpha is premultiplied around the resample so transparent pixels do not bleed
- * their colour into the edges. */
+ * their colour into the edges.
+ *
+ * An 8-bit image with alpha is premultiplied back to 8 bits (rounded) before a reduction:
+ * vips_premultiply makes floats, and libvips' box shrink and Lanczos reduce are several times
+ * slower on floats than on its fixed-point uchar paths (docs/performance.md: about a quarter
+ * of the resize time of a 1200x800 RGBA PNG). The error stays below half a level of the
+ * composited result (PSNR > 50 dB against the float path). Enlargements keep floats: their
+ * input is small. Results are rounded back to the input's format, not truncated. */
 int
 imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale)
 {
 	VipsImage *base = vips_image_new();
-	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 4);
-	VipsKernel kernel =
-		(hscale < 1.0 && vscale < 1.0) ? VIPS_KERNEL_LANCZOS3 : VIPS_KERNEL_CUBIC;
+	VipsImage **t = (VipsImage **) vips_object_local_array(VIPS_OBJECT(base), 7);
+	gboolean reduce = hscale < 1.0 && vscale < 1.0;
+	VipsKernel kernel = reduce ? VIPS_KERNEL_LANCZOS3 : VIPS_KERNEL_CUBIC;
 	VipsBandFormat format = vips_image_get_format(in);
+	gboolean alpha = vips_image_hasalpha(in);
 	VipsImage *x = in;
 
-	if (vips_image_hasalpha(in)) {
+	if (alpha) {
 		if (vips_premultiply(x, &t[0], NULL))
 			goto fail;
 		x = t[0];
+		if (reduce && format == VIPS_FORMAT_UCHAR) {
+			if (vips_rint(x, &t[1], NULL) ||
+				vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
+				goto fail;
+			x = t[2];
+		}
 	}
-	if (vips_resize(x, &t[1], hscale, "vscale", vscale, "kernel", (int) kernel, NULL))
+	if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel, NULL))
 		goto fail;
-	x = t[1];
-	if (vips_image_hasalpha(in)) {
-		if (vips_unpremultiply(x, &t[2], NULL) ||
-			vips_cast(t[2], &t[3], format, NULL))
+	x = t[3];
+	if (alpha) {
+		if (vips_unpremultiply(x, &t[4], NULL))
 			goto fail;
-		x = t[3];
+		x = t[4];
+		if (!vips_band_format_isfloat(format) && !vips_band_format_iscomplex(format)) {
+			if (vips_rint(x, &t[5], NULL))
+				goto fail;
+			x = t[5];
+		}
+		if (vips_cast(x, &t[6], format, NULL))
+			goto fail;
+		x = t[6];
 	}
 
 	g_object_ref(x);
