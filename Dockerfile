@@ -24,13 +24,18 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && strip -o /usr/local/bin/imgedge target/release/imgedge
 
 FROM debian:trixie-slim
-# libvips42t64 brings the codecs (JPEG, PNG, WebP, AVIF/HEIF, TIFF, GIF, SVG); fonts for text
-# watermarks; CA certificates for https origins; curl for the health check.
+# libvips42t64 links the codecs (JPEG, PNG, WebP, TIFF, GIF, SVG, HEIF container); since
+# trixie libheif's codecs are plugins that it only recommends, so AVIF (dav1d decode, aom
+# encode) and HEIC (libde265 decode, x265 encode) are named here. Fonts for text watermarks,
+# CA certificates for https origins, curl for the health check.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips42t64 fonts-dejavu-core ca-certificates curl \
+ && apt-get install -y --no-install-recommends libvips42t64 \
+      libheif-plugin-dav1d libheif-plugin-aomenc libheif-plugin-libde265 libheif-plugin-x265 \
+      fonts-dejavu-core ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --home-dir /var/lib/imgedge imgedge \
- && install -d -o imgedge -g imgedge /var/lib/imgedge /var/lib/imgedge/var/cache
+ && groupadd --system --gid 10001 imgedge \
+ && useradd --system --uid 10001 --gid imgedge --home-dir /var/lib/imgedge --shell /usr/sbin/nologin imgedge \
+ && install -d -o imgedge -g imgedge /var/lib/imgedge /var/lib/imgedge/var /var/lib/imgedge/var/cache
 COPY --from=build /usr/local/bin/imgedge /usr/local/bin/imgedge
 RUN ln -s imgedge /usr/local/bin/imaginary
 # The default -cache-dir is ./var/cache: relative to this directory, owned by the service
@@ -45,7 +50,8 @@ ENV PORT=9000 \
 USER imgedge:imgedge
 EXPOSE 9000
 # Liveness needs no API key even when -key is set (/health does). Shell form so ${PORT} is
-# read when the check runs.
+# read when the check runs. (With -certfile/-keyfile the port speaks TLS: use
+# `curl -fsSk https://…` in your own HEALTHCHECK.)
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD curl -fsS "http://127.0.0.1:${PORT}/health/live" >/dev/null || exit 1
 # SIGTERM (docker stop) drains: readiness fails, -shutdown-delay, then -grace-period for

@@ -79,17 +79,15 @@ fn main() {
         graceful_shutdown_timeout_seconds: Some(2),
         // Room for every image worker plus blocking file reads.
         max_blocking_threads: Some(cfg.workers * 2 + 4),
-        // Both processes of an upgrade derive these from the port, so they agree on them.
-        pid_file: format!("/tmp/imgedge-{port}.pid"),
+        // Both processes of an upgrade derive it from the port, so they agree on it.
         upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),
         ..ServerConf::default()
     };
-    let upgrade = cfg.upgrade && start_upgrade(&conf.pid_file, &conf.upgrade_sock, port);
+    let upgrade = cfg.upgrade && start_upgrade(&conf.upgrade_sock, port);
     let opt = Opt {
         upgrade,
         ..Opt::default()
     };
-    let pid_file = conf.pid_file.clone();
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     // With -upgrade this blocks until the old process has sent its listening sockets; from
     // then on both accept on them until the old one closes its listeners.
@@ -97,7 +95,6 @@ fn main() {
     if upgrade {
         tracing::info!("listening sockets received from the previous process");
     }
-    write_pid_file(&pid_file, port, upgrade);
 
     let cache = match open_cache(&cfg, upgrade) {
         Ok(cache) => cache,
@@ -159,7 +156,6 @@ fn main() {
             grace: cfg.grace_period,
         }),
     });
-    remove_pid_file(&pid_file);
     tracing::info!("stopped");
     std::process::exit(0);
 }
@@ -211,16 +207,26 @@ impl ShutdownSignalWatch for Signals {
     }
 }
 
-/// `-upgrade`: finds the running imgedge through the pid file, and once this process waits on
-/// the upgrade socket, sends it SIGQUIT so it hands its listening sockets over (pingora's
+/// `-upgrade`: finds the running imgedge that listens on `port` and, once this process waits
+/// on the upgrade socket, sends it SIGQUIT so it hands its listening sockets over (pingora's
 /// upgrade). Returns false, to start normally, when no such process is running.
-fn start_upgrade(pid_file: &str, upgrade_sock: &str, port: u16) -> bool {
-    let Some(old) = running_imgedge(pid_file, port) else {
-        tracing::warn!(
-            pid_file,
-            "-upgrade: no running imgedge found through the pid file; starting normally"
-        );
-        return false;
+fn start_upgrade(upgrade_sock: &str, port: u16) -> bool {
+    let old = match running_imgedge(port).as_slice() {
+        [] => {
+            tracing::warn!(
+                port,
+                "-upgrade: no running imgedge listens on this port; starting normally"
+            );
+            return false;
+        }
+        [old] => *old,
+        several => {
+            eprintln!(
+                "-upgrade: imgedge processes {several:?} all listen on port {port}: an upgrade \
+                 is already in progress; wait until only one is left"
+            );
+            std::process::exit(1);
+        }
     };
     tracing::info!(old_pid = old, "-upgrade: taking the listening sockets over");
     // pingora unlinks a stale socket and binds a new one while bootstrapping; the old process
@@ -234,7 +240,7 @@ fn start_upgrade(pid_file: &str, upgrade_sock: &str, port: u16) -> bool {
         }
         // The file appears at bind(); listen() follows at once.
         std::thread::sleep(Duration::from_millis(50));
-        // SAFETY: kill(2) with a pid checked to be an imgedge process of ours just before.
+        // SAFETY: kill(2) with a pid just checked to be an imgedge listening on our port.
         unsafe {
             libc::kill(old as i32, libc::SIGQUIT);
         }
@@ -242,34 +248,38 @@ fn start_upgrade(pid_file: &str, upgrade_sock: &str, port: u16) -> bool {
     true
 }
 
-/// The pid in `pid_file`, if it names a live imgedge process other than this one that holds
-/// a listening socket on `port`. Both are checked so a stale file (a killed process, a reused
-/// pid) never gets an unrelated process signalled.
-fn running_imgedge(pid_file: &str, port: u16) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    if pid == std::process::id() || pid == 0 {
-        return None;
-    }
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    if !matches!(comm.trim(), "imgedge" | "imaginary") {
-        return None;
-    }
+/// Other imgedge processes (by name) that hold a listening socket on `port`, found through
+/// /proc: no pid file to go stale, and an unrelated process is never signalled.
+fn running_imgedge(port: u16) -> Vec<u32> {
     let listeners = listening_inodes(port);
-    let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .ok()?
+    if listeners.is_empty() {
+        return Vec::new();
+    }
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
         .flatten()
-        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-        .any(|link| {
-            let link = link.to_string_lossy();
-            link.strip_prefix("socket:[")
-                .and_then(|rest| rest.strip_suffix(']'))
-                .is_some_and(|inode| listeners.iter().any(|l| l == inode))
-        });
-    holds.then_some(pid)
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| matches!(c.trim(), "imgedge" | "imaginary"))
+        })
+        .filter(|pid| {
+            let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+                return false;
+            };
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .any(|link| {
+                    let link = link.to_string_lossy();
+                    link.strip_prefix("socket:[")
+                        .and_then(|rest| rest.strip_suffix(']'))
+                        .is_some_and(|inode| listeners.iter().any(|l| l == inode))
+                })
+        })
+        .collect()
 }
 
 /// Socket inodes of TCP listeners on `port` (IPv4 and IPv6), from `/proc/net/tcp*`.
@@ -290,31 +300,6 @@ fn listening_inodes(port: u16) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
-}
-
-/// Records this process's pid for the next `-upgrade`. Skipped when another live imgedge owns
-/// the file and this is not an upgrade: that start is about to fail on the busy port.
-fn write_pid_file(pid_file: &str, port: u16, upgrade: bool) {
-    if !upgrade && running_imgedge(pid_file, port).is_some() {
-        return;
-    }
-    // Temp file + rename: a symlink planted at the name is replaced, never followed.
-    let tmp = format!("{pid_file}.{}.tmp", std::process::id());
-    let written = std::fs::write(&tmp, format!("{}\n", std::process::id()))
-        .and_then(|_| std::fs::rename(&tmp, pid_file));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        tracing::warn!(pid_file, error = %e, "cannot write the pid file; -upgrade will not find this process");
-    }
-}
-
-/// Removes the pid file if it is still ours (after an upgrade it names the new process).
-fn remove_pid_file(pid_file: &str) {
-    let ours =
-        std::fs::read_to_string(pid_file).is_ok_and(|s| s.trim() == std::process::id().to_string());
-    if ours {
-        let _ = std::fs::remove_file(pid_file);
-    }
 }
 
 /// Opens both cache tiers. foyer's builder is async; the disk tier then runs on a runtime of
@@ -419,8 +404,11 @@ impl pingora::services::background::BackgroundService for CacheCloser {
 /// then the event's fields).
 fn init_logs(json: bool) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGEDGE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn,foyer=warn,foyer_storage=warn,foyer_memory=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGEDGE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "info,pingora=warn,foyer=warn,foyer_storage=warn,foyer_memory=warn",
+        )
+    });
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(filter)

@@ -117,6 +117,20 @@ fn an_edited_file_is_a_new_source() {
 }
 
 #[test]
+fn fresh_sources_serve_many_variants_with_one_fetch() {
+    let origin = Origin::start(vec![(
+        "/f.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")).header("Cache-Control", "max-age=3600"),
+    )]);
+    let s = Imgedge::start(&url_source());
+    let src = enc(&origin.url("/f.jpg"));
+    for width in [100, 120, 140] {
+        assert_eq!(s.get(&format!("/resize?width={width}&url={src}")).status, 200);
+    }
+    assert_eq!(origin.total(), 1);
+}
+
+#[test]
 fn stale_sources_are_revalidated_with_a_conditional_get() {
     let origin = Origin::start(vec![(
         "/r.jpg",
@@ -127,14 +141,13 @@ fn stale_sources_are_revalidated_with_a_conditional_get() {
     let s = Imgedge::start(&url_source());
     let src = enc(&origin.url("/r.jpg"));
     assert_eq!(s.get(&format!("/resize?width=100&url={src}")).status, 200);
-    // Fresh: another variant of the same source needs no origin request.
-    assert_eq!(s.get(&format!("/resize?width=120&url={src}")).status, 200);
-    assert_eq!(origin.total(), 1);
     std::thread::sleep(Duration::from_millis(2100));
     let r = s.get(&format!("/resize?width=140&url={src}"));
     assert_eq!((r.status, r.size()), (200, (140, 93)));
-    assert_eq!(origin.total(), 2);
-    assert_eq!(origin.not_modified.load(Ordering::SeqCst), 1, "revalidated, not refetched");
+    // However slow the machine, the body was sent once; every later ask was a 304.
+    let revalidated = origin.not_modified.load(Ordering::SeqCst);
+    assert!(revalidated >= 1, "a conditional GET was made");
+    assert_eq!(origin.total() - revalidated, 1, "the body was fetched once");
 }
 
 #[test]

@@ -217,8 +217,9 @@ pub(crate) struct DiskTier {
     closed: AtomicBool,
     /// Serialises meta rewrites.
     meta_write: tokio::sync::Mutex<()>,
-    /// Held for the tier's life: the `flock` is released when it is closed.
-    _lock: File,
+    /// The directory's `flock`, held until [`DiskTier::close`] so a successor process (a
+    /// zero-downtime upgrade) can open the cache as soon as this one has flushed.
+    lock: std::sync::Mutex<Option<File>>,
 }
 
 impl DiskTier {
@@ -274,7 +275,7 @@ impl DiskTier {
             gauges,
             closed: AtomicBool::new(false),
             meta_write: tokio::sync::Mutex::new(()),
-            _lock: lock,
+            lock: std::sync::Mutex::new(Some(lock)),
         };
         // Written on every open, so a directory is only trusted once foyer has built on it.
         tier.save_generations(&generations).await?;
@@ -357,10 +358,14 @@ impl DiskTier {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.cache
+        let closed = self
+            .cache
             .close()
             .await
-            .map_err(|e| format!("closing the disk cache: {e}"))
+            .map_err(|e| format!("closing the disk cache: {e}"));
+        // Flushed: the next process may take the directory.
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        closed
     }
 
     /// Bytes in blocks that hold entries (live or not yet reclaimed): what the tier occupies.
@@ -799,10 +804,12 @@ mod tests {
         // refused just as another process would be.
         let err = DiskTier::open(dir.path(), CAP, BLOCK).await.err().unwrap();
         assert!(err.contains("in use"), "{err}");
+        // Closing hands the directory over while the old tier still exists (an upgrade: the
+        // old process lives on to drain its requests).
         tier.close().await.unwrap();
+        let (successor, _, _) = open(dir.path()).await;
         drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
-        tier.close().await.unwrap();
+        successor.close().await.unwrap();
     }
 
     /// Random bytes over every file foyer wrote, under a valid meta: no crash, no wrong data,

@@ -74,6 +74,13 @@ pub(crate) fn transform(current: &Current, steps: &Steps) -> Result<Image, VipsE
         }
         Current::Decoded(img) => (img.clone(), None),
     };
+    let frame = (stack.width(), stack.page_height());
+    if frame_size.is_none_or(|size| size == frame)
+        && steps.changes_nothing(frame.0, frame.1, frame_size.is_some())
+    {
+        // e.g. a plain resize, done by the load: nothing to do frame by frame
+        return Ok(stack);
+    }
     map_frames(&stack, |frame| {
         let frame = match frame_size {
             // libvips should have hit the size; make sure every frame has it exactly
@@ -257,6 +264,11 @@ mod tests {
         }
         let (_, _, _, n, delays, _) = go(&plan, &gif(40, 30));
         assert_eq!((n, delays), (3, DELAYS.to_vec()));
+        if let PlanKind::Transform(o) = &mut plan.kind {
+            o.output = Some(ImageType::Webp);
+        }
+        let (format, _, _, n, delays, _) = go(&plan, &gif(40, 30));
+        assert_eq!((format, n, delays), (ImageType::Webp, 3, DELAYS.to_vec()));
     }
 
     #[test]
@@ -423,6 +435,16 @@ mod tests {
                     ..opts()
                 },
                 (10, 50),
+            ),
+            // flatten and colour on the whole stack
+            (
+                Endpoint::Convert,
+                Options {
+                    background: Some([255, 0, 0]),
+                    grayscale: true,
+                    ..opts()
+                },
+                (40, 30),
             ),
         ];
         let wm_png = Image::test_pattern(10, 10, 4)

@@ -67,7 +67,12 @@ pub(crate) fn check_process(
         }
     }
     let (w, h) = geometry::output_size(o, w0, h0).map_err(VipsError::new)?;
-    if pixels(w, h, frames) > MAX_OUTPUT_PIXELS {
+    check_output(w, h, frames)
+}
+
+/// An output of `frames` frames of `width`×`height` (`/autorotate`: the input's size).
+pub(crate) fn check_output(width: u32, height: u32, frames: u32) -> Result<(), VipsError> {
+    if pixels(width, height, frames) > MAX_OUTPUT_PIXELS {
         return Err(too_big());
     }
     Ok(())

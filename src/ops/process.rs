@@ -141,13 +141,7 @@ pub(crate) fn autorotate(state: &State) -> Result<(Current, Encoding), VipsError
     enc.saver()?;
     let (w, h, ..) = state.geometry_input();
     let frames = animation::output_frames(&state.current, enc.format);
-    limits::check_process(
-        &Options::default(),
-        &geometry::layout(&Options::default(), w, h),
-        w,
-        h,
-        frames,
-    )?;
+    limits::check_output(w, h, frames)?;
     let next = match &state.current {
         Current::Encoded { source, .. } => Current::Encoded {
             source: source.clone(),
@@ -262,6 +256,21 @@ pub(crate) struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// Whether [`Steps::apply`] would hand a `width`×`height` image back unchanged (then an
+    /// animation need not be split into frames).
+    pub fn changes_nothing(&self, width: u32, height: u32, resampled: bool) -> bool {
+        let o = self.o;
+        let untouched = |cut: Result<Cut, &str>| matches!(cut, Ok(Cut::None));
+        self.orientation.is_identity()
+            && o.zoom == 0
+            && (!self.layout.transform
+                || ((resampled || self.layout.resample(width, height).is_none())
+                    && untouched(geometry::cut(o, &self.layout, width, height))))
+            && !(o.sigma > 0.0 || o.min_ampl > 0.0)
+            && o.text_watermark.as_ref().is_none_or(|t| t.text.is_empty())
+            && o.image_watermark.is_none()
+    }
+
     /// The steps on `img`; `resampled`: the load already resampled it (shrink on load).
     pub fn apply(&self, img: &Image, resampled: bool) -> Result<Image, VipsError> {
         let (o, layout) = (self.o, &self.layout);

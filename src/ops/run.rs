@@ -11,6 +11,9 @@
 //! `ignore_failure` leaves the previous image in place; if every step failed that way, the input
 //! comes back unchanged with its sniffed Content-Type (FIX: imaginary sends none).
 //!
+//! Animated GIF/WebP stay animated when written as GIF/WebP, other formats get the first frame
+//! (`animation.rs`); every process checks its output size first (`limits.rs`).
+//!
 //! A WebP/HEIF encode failure whose message contains `encode` is retried as JPEG (spec §8.3):
 //! from the bytes again, since a failed save leaves a sequentially read image unusable.
 

@@ -132,6 +132,8 @@ mod tests {
     fn root_prefix() {
         assert_eq!(resolve("/", "/", None), Route::Index);
         assert_eq!(resolve("/", "/health", None), Route::Health);
+        assert_eq!(resolve("/", "/health/live", None), Route::Live);
+        assert_eq!(resolve("/", "/health/ready", None), Route::Ready);
         assert_eq!(resolve("/", "/form", None), Route::Form);
         assert_eq!(resolve("/", "/resize", None), Route::Image(Endpoint::Resize));
         assert_eq!(resolve("/", "/watermarkimage", None), Route::Image(Endpoint::WatermarkImage));

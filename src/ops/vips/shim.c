@@ -885,18 +885,55 @@ imgedge_thumbnail_pages(const void *buf, size_t len, int width, int height, int 
 		NULL);
 }
 
+/* frames[0..n) stacked top to bottom as a balanced tree of two-image joins. libvips 8.14's
+ * vips_arrayjoin keeps a region on every input and scans them all for each request: saving
+ * 1000 joined frames of 100x60 took 9.5 s more than saving the same stack from memory, the
+ * tree 2 s more. Returns a new reference in *out. */
+static int
+imgedge_join_range(VipsImage **frames, int n, VipsImage **out)
+{
+	VipsImage *top, *bottom;
+	int half, result;
+
+	if (n == 1) {
+		g_object_ref(frames[0]);
+		*out = frames[0];
+		return 0;
+	}
+	half = n / 2;
+	if (imgedge_join_range(frames, half, &top))
+		return -1;
+	if (imgedge_join_range(frames + half, n - half, &bottom)) {
+		g_object_unref(top);
+		return -1;
+	}
+	result = vips_join(top, bottom, out, VIPS_DIRECTION_VERTICAL, NULL);
+	g_object_unref(top);
+	g_object_unref(bottom);
+	return result;
+}
+
 /* The frames (all the same size) stacked top to bottom, with page-height and n-pages set.
  * Other metadata comes from frames[0]. */
 int
 imgedge_join_frames(VipsImage **frames, int n, VipsImage **out)
 {
 	VipsImage *joined;
+	int i;
 
 	if (n < 1) {
 		vips_error("imgedge_join_frames", "%s", "no frames");
 		return -1;
 	}
-	if (vips_arrayjoin(frames, &joined, n, "across", 1, NULL))
+	for (i = 1; i < n; i++)
+		if (vips_image_get_width(frames[i]) != vips_image_get_width(frames[0]) ||
+			vips_image_get_height(frames[i]) != vips_image_get_height(frames[0])) {
+			vips_error("imgedge_join_frames", "frame %d is %dx%d, frame 0 %dx%d", i,
+				vips_image_get_width(frames[i]), vips_image_get_height(frames[i]),
+				vips_image_get_width(frames[0]), vips_image_get_height(frames[0]));
+			return -1;
+		}
+	if (imgedge_join_range(frames, n, &joined))
 		return -1;
 	if (vips_copy(joined, out, NULL)) {
 		g_object_unref(joined);
