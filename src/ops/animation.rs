@@ -190,30 +190,16 @@ mod tests {
         )
     }
 
-    fn opts() -> Options {
-        Options {
-            quality: 75,
-            compression: 6,
-            ..Options::default()
-        }
-    }
 
-    fn transform(endpoint: Endpoint, o: Options) -> Plan {
-        Plan {
-            endpoint,
-            kind: PlanKind::Transform(o),
-            vary_accept: false,
-        }
-    }
 
     fn resize(width: u32, output: Option<ImageType>) -> Plan {
-        transform(
+        Plan::transform(
             Endpoint::Resize,
             Options {
                 width,
                 embed: true,
                 output,
-                ..opts()
+                ..Options::imaginary()
             },
         )
     }
@@ -336,7 +322,7 @@ mod tests {
                     width: 20,
                     height: 20,
                     crop: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (20, 20),
             ),
@@ -348,7 +334,7 @@ mod tests {
                     height: 20,
                     crop: true,
                     gravity: Gravity::Smart,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (20, 20),
             ),
@@ -359,7 +345,7 @@ mod tests {
                     width: 30,
                     height: 30,
                     embed: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (30, 30),
             ),
@@ -370,7 +356,7 @@ mod tests {
                     left: 10,
                     area_width: 20,
                     area_height: 10,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (20, 10),
             ),
@@ -379,7 +365,7 @@ mod tests {
                 Options {
                     rotate: 90,
                     rotate_requested: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (30, 40),
             ),
@@ -387,16 +373,16 @@ mod tests {
                 Endpoint::Flip,
                 Options {
                     flip: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (40, 30),
             ),
-            (Endpoint::Zoom, Options { zoom: 1, ..opts() }, (80, 60)),
+            (Endpoint::Zoom, Options { zoom: 1, ..Options::imaginary() }, (80, 60)),
             (
                 Endpoint::Blur,
                 Options {
                     sigma: 1.5,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (40, 30),
             ),
@@ -404,7 +390,7 @@ mod tests {
                 Endpoint::Watermark,
                 Options {
                     text_watermark: Some(text),
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (40, 30),
             ),
@@ -412,7 +398,7 @@ mod tests {
                 Endpoint::WatermarkImage,
                 Options {
                     image_watermark: Some(mark),
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (40, 30),
             ),
@@ -423,7 +409,7 @@ mod tests {
                     height: 60,
                     enlarge: true,
                     crop: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (60, 60),
             ),
@@ -432,7 +418,7 @@ mod tests {
                 Options {
                     width: 10,
                     height: 50,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (10, 50),
             ),
@@ -442,7 +428,7 @@ mod tests {
                 Options {
                     background: Some([255, 0, 0]),
                     grayscale: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
                 (40, 30),
             ),
@@ -450,20 +436,14 @@ mod tests {
         let wm_png = Image::test_pattern(10, 10, 4)
             .unwrap()
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();
         let watermarks = vec![("http://h/w.png".to_string(), wm_png)];
         for (endpoint, o, (w, h)) in cases {
             for output in [None, Some(ImageType::Webp)] {
-                let plan = transform(
+                let plan = Plan::transform(
                     endpoint,
                     Options {
                         output,
@@ -487,11 +467,11 @@ mod tests {
         // flop (top↔bottom) of each frame: frame 0 (the pattern) comes out green at the top,
         // frame 2 (stored upside down) comes back upright. Flopping the whole stack instead
         // would also reverse the frame order.
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Flop,
             Options {
                 flop: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let out = run(&plan, &gif(40, 30), &[]).unwrap();
@@ -517,7 +497,7 @@ mod tests {
                 Endpoint::Flip,
                 Options {
                     flip: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             )
         };
@@ -526,7 +506,7 @@ mod tests {
                 Endpoint::Thumbnail,
                 Options {
                     width: 20,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             )
         };
@@ -548,14 +528,14 @@ mod tests {
             Endpoint::Convert,
             Options {
                 output: Some(ImageType::Png),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let gif_again = step(
             Endpoint::Convert,
             Options {
                 output: Some(ImageType::Gif),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let still = pipeline(vec![thumb(), png, gif_again, flip()]);
@@ -579,17 +559,17 @@ mod tests {
             .unwrap()
             .save(&Saver::Gif, false)
             .unwrap();
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Rotate,
             Options {
                 rotate: 90,
                 rotate_requested: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let (format, w, h, n, ..) = go(&plan, &still);
         assert_eq!((format, w, h, n), (ImageType::Gif, 20, 40, 1));
-        let zoom = transform(Endpoint::Zoom, Options { zoom: 1, ..opts() });
+        let zoom = Plan::transform(Endpoint::Zoom, Options { zoom: 1, ..Options::imaginary() });
         let (_, w, h, n, ..) = go(&zoom, &still);
         assert_eq!((w, h, n), (80, 40, 1));
         // The first frame of an animation made in an earlier pipeline step carries its frame
@@ -606,7 +586,7 @@ mod tests {
                     Endpoint::Thumbnail,
                     Options {
                         width: 20,
-                        ..opts()
+                        ..Options::imaginary()
                     },
                 ),
                 step(
@@ -614,7 +594,7 @@ mod tests {
                     Options {
                         zoom: 1,
                         output: Some(ImageType::Tiff),
-                        ..opts()
+                        ..Options::imaginary()
                     },
                 ),
             ]),
@@ -655,12 +635,12 @@ mod tests {
     fn animated_outputs_count_every_frame_against_the_cap() {
         let _errors = crate::ops::vips::error_lock();
         // 3 frames of 6000×6000 = 108 Mpx: too much as an animation
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Thumbnail,
             Options {
                 width: 6000,
                 height: 6000,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let started = std::time::Instant::now();

@@ -175,13 +175,6 @@ mod tests {
     use crate::ops::format::sniff;
     use crate::ops::vips::Access;
 
-    fn opts() -> Options {
-        Options {
-            quality: 75,
-            compression: 6,
-            ..Options::default()
-        }
-    }
 
     #[test]
     fn defaults_fill_zero_values() {
@@ -192,7 +185,7 @@ mod tests {
             &Options {
                 palette: true,
                 speed: 8,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(p.speed, 3);
@@ -206,7 +199,7 @@ mod tests {
             &Options {
                 interlace: true,
                 compression: 9,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(
@@ -224,7 +217,7 @@ mod tests {
             &Options {
                 quality: 90,
                 interlace: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(
@@ -242,7 +235,7 @@ mod tests {
             ImageType::Jpeg,
             &Options {
                 quality: 101,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(q.saver().unwrap_err().message().contains("quality 101"));
@@ -250,7 +243,7 @@ mod tests {
             ImageType::Png,
             &Options {
                 compression: 10,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(c.saver().is_err());
@@ -258,7 +251,7 @@ mod tests {
             ImageType::Png,
             &Options {
                 speed: 10,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(s.saver().is_err());
@@ -267,7 +260,7 @@ mod tests {
             ImageType::Png,
             &Options {
                 quality: 500,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(pq.saver().is_ok());
@@ -276,7 +269,7 @@ mod tests {
             ImageType::Tiff,
             &Options {
                 quality: 500,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(t.saver().is_ok());

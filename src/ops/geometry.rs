@@ -445,13 +445,6 @@ pub fn output_size(o: &Options, w0: u32, h0: u32) -> Result<(u32, u32), String> 
 mod tests {
     use super::*;
 
-    fn opts() -> Options {
-        Options {
-            quality: 75,
-            compression: 6,
-            ..Options::default()
-        }
-    }
 
     /// Options as each endpoint forces them (spec §7); what `plan.rs` produces.
     fn resize(w: u32, h: u32) -> Options {
@@ -459,7 +452,7 @@ mod tests {
             width: w,
             height: h,
             embed: true,
-            ..opts()
+            ..Options::imaginary()
         }
     }
     fn crop(w: u32, h: u32) -> Options {
@@ -467,7 +460,7 @@ mod tests {
             width: w,
             height: h,
             crop: true,
-            ..opts()
+            ..Options::imaginary()
         }
     }
     fn smartcrop(w: u32, h: u32) -> Options {
@@ -482,14 +475,14 @@ mod tests {
             height: h,
             enlarge: true,
             crop: true,
-            ..opts()
+            ..Options::imaginary()
         }
     }
     fn plain(w: u32, h: u32) -> Options {
         Options {
             width: w,
             height: h,
-            ..opts()
+            ..Options::imaginary()
         }
     }
 
@@ -650,7 +643,7 @@ mod tests {
             left: 20,
             area_width: 100,
             area_height: 50,
-            ..opts()
+            ..Options::imaginary()
         };
         let l = layout(&o, 400, 300);
         assert!(l.transform && !l.force);
@@ -696,7 +689,7 @@ mod tests {
 
     #[test]
     fn zoom_replicates_then_optionally_cuts() {
-        let o = Options { zoom: 2, ..opts() };
+        let o = Options { zoom: 2, ..Options::imaginary() };
         assert_eq!(size(&o, 40, 30), (120, 90));
         // area after zoom, in zoomed coordinates; a missing area size defaults to the pre-zoom size
         let a = Options {
@@ -704,7 +697,7 @@ mod tests {
             top: 10,
             left: 10,
             area_width: 50,
-            ..opts()
+            ..Options::imaginary()
         };
         assert_eq!(size(&a, 40, 30), (50, 30));
         let c = cut(&a, &layout(&a, 40, 30), 80, 60).unwrap();
@@ -725,7 +718,7 @@ mod tests {
             rotate: 90,
             width: 150,
             height: 150,
-            ..opts()
+            ..Options::imaginary()
         };
         let turned = Orientation::for_options(&o, 1, false).oriented_size(400, 200);
         assert_eq!(turned, (200, 400));
@@ -735,7 +728,7 @@ mod tests {
         // rotate alone: just the turned size
         let r = Options {
             rotate: 270,
-            ..opts()
+            ..Options::imaginary()
         };
         assert_eq!(size(&r, 200, 400), (200, 400));
     }
@@ -918,7 +911,7 @@ mod tests {
     #[test]
     fn orientation_rules() {
         // EXIF honoured by default
-        let o = opts();
+        let o = Options::imaginary();
         assert_eq!(Orientation::for_options(&o, 6, false).exif, 6);
         assert!(Orientation::for_options(&o, 6, false).swaps_axes());
         assert_eq!(
@@ -929,20 +922,20 @@ mod tests {
         // norotation disables it
         let n = Options {
             no_auto_rotate: true,
-            ..opts()
+            ..Options::imaginary()
         };
         assert_eq!(Orientation::for_options(&n, 6, false).exif, 1);
         // a non-zero rotate disables EXIF entirely, including its flip
         let r = Options {
             rotate: 90,
-            ..opts()
+            ..Options::imaginary()
         };
         let or = Orientation::for_options(&r, 2, false);
         assert_eq!((or.exif, or.rotate), (1, 90));
         assert!(or.swaps_axes());
         let r45 = Options {
             rotate_requested: true,
-            ..opts()
+            ..Options::imaginary()
         };
         let o45 = Orientation::for_options(&r45, 6, false);
         assert!(o45.is_identity());
@@ -954,15 +947,15 @@ mod tests {
         let f = Options {
             flip: true,
             flop: true,
-            ..opts()
+            ..Options::imaginary()
         };
         let of = Orientation::for_options(&f, 1, false);
         assert!(!of.is_identity() && !of.swaps_axes());
-        assert!(Orientation::for_options(&opts(), 1, false).is_identity());
+        assert!(Orientation::for_options(&Options::imaginary(), 1, false).is_identity());
         // bimg ORs the EXIF mirror with `flip`: one mirror, not two…
         let flip = Options {
             flip: true,
-            ..opts()
+            ..Options::imaginary()
         };
         for tag in [2, 4, 5, 7] {
             let or = Orientation::for_options(&flip, tag, false);
@@ -971,7 +964,7 @@ mod tests {
         assert!(Orientation::for_options(&flip, 6, false).flip);
         // …but after a committed /autorotate the tag is gone and `flip` mirrors again
         assert!(Orientation::for_options(&flip, 2, true).flip);
-        assert!(Orientation::for_options(&opts(), 0, false).is_identity());
+        assert!(Orientation::for_options(&Options::imaginary(), 0, false).is_identity());
         assert_eq!(Orientation::exif_only(8).unoriented_size(30, 40), (40, 30));
     }
 

@@ -95,13 +95,6 @@ pub(crate) fn check_animation(width: u32, height: u32, frames: u32) -> Result<()
 mod tests {
     use super::*;
 
-    fn opts() -> Options {
-        Options {
-            quality: 75,
-            compression: 6,
-            ..Options::default()
-        }
-    }
 
     fn check(o: &Options, w0: u32, h0: u32, frames: u32) -> Result<(), VipsError> {
         check_process(o, &geometry::layout(o, w0, h0), w0, h0, frames)
@@ -113,13 +106,13 @@ mod tests {
         let o = Options {
             width: 10_000,
             height: 10_000,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&o, 100, 100, 1).is_ok());
         let o = Options {
             width: 10_000,
             height: 10_001,
-            ..opts()
+            ..Options::imaginary()
         };
         assert_eq!(
             check(&o, 100, 100, 1).unwrap_err().message(),
@@ -129,7 +122,7 @@ mod tests {
         let o = Options {
             width: 10_000,
             height: 10_000,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&o, 100, 100, 2).is_err());
     }
@@ -137,9 +130,9 @@ mod tests {
     #[test]
     fn zoom_enlarge_and_embed_are_bounded() {
         // /zoom?factor=40 on 1600×1067: 2.9 Gpx
-        let zoom = Options { zoom: 40, ..opts() };
+        let zoom = Options { zoom: 40, ..Options::imaginary() };
         assert!(check(&zoom, 1600, 1067, 1).is_err());
-        assert!(check(&Options { zoom: 4, ..opts() }, 1600, 1067, 1).is_ok());
+        assert!(check(&Options { zoom: 4, ..Options::imaginary() }, 1600, 1067, 1).is_ok());
         // zoom then a small area: only the area is computed
         let area = Options {
             zoom: 40,
@@ -147,14 +140,14 @@ mod tests {
             left: 10,
             area_width: 100,
             area_height: 100,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&area, 1600, 1067, 1).is_ok());
         // zoom then a resample to a small size reads the whole zoomed image
         let resampled = Options {
             zoom: 40,
             width: 100,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&resampled, 1600, 1067, 1).is_err());
         // /enlarge 30000×30000
@@ -163,7 +156,7 @@ mod tests {
             height: 30_000,
             enlarge: true,
             crop: true,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&enlarge, 1600, 1067, 1).is_err());
         // an embed canvas
@@ -172,18 +165,18 @@ mod tests {
             height: 20_000,
             embed: true,
             enlarge: true,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&embed, 100, 100, 1).is_err());
         // nothing asked: the input's size
-        assert!(check(&opts(), 9_000, 9_000, 1).is_ok());
-        assert!(check(&opts(), 11_000, 10_000, 1).is_err());
+        assert!(check(&Options::imaginary(), 9_000, 9_000, 1).is_ok());
+        assert!(check(&Options::imaginary(), 11_000, 10_000, 1).is_err());
         // geometry errors: the process's own message, before any work
         let bad = Options {
             left: 5_000,
             area_width: 10,
             area_height: 10,
-            ..opts()
+            ..Options::imaginary()
         };
         assert!(check(&bad, 100, 100, 1)
             .unwrap_err()

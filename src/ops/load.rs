@@ -159,13 +159,7 @@ mod tests {
             encoded(
                 640,
                 480,
-                Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                Saver::QUICK_PNG,
             ),
             ImageType::Png,
         )

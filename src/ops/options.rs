@@ -82,6 +82,18 @@ pub struct ImageWatermark {
     pub opacity: f64,
 }
 
+impl Options {
+    /// No operation, imaginary's encoder defaults (quality 75, PNG compression 6): the base
+    /// that endpoints and tests build on with `..Options::imaginary()`.
+    pub fn imaginary() -> Options {
+        Options {
+            quality: 75,
+            compression: 6,
+            ..Options::default()
+        }
+    }
+}
+
 /// bimg's option set, with imaginary's defaults already applied.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Options {

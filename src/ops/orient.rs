@@ -151,13 +151,7 @@ mod tests {
         let up = autorotate(&img).unwrap();
         let out = up
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();

@@ -93,6 +93,15 @@ impl Plan {
         uses_type && params.type_ == Some(TypeParam::Auto)
     }
 
+    /// A single generic transform (no negotiation), e.g. for placeholders and tests.
+    pub fn transform(endpoint: Endpoint, options: Options) -> Plan {
+        Plan {
+            endpoint,
+            kind: PlanKind::Transform(options),
+            vary_accept: false,
+        }
+    }
+
     /// URLs of watermark images the caller must fetch before `run`: the `/watermarkimage`
     /// image, or every `watermarkImage` step's, each once, in order.
     pub fn watermark_urls(&self) -> Vec<&str> {

@@ -251,13 +251,7 @@ mod tests {
         Image::test_pattern(w, h, bands)
             .unwrap()
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap()
@@ -274,30 +268,16 @@ mod tests {
 
     // ---- plans ------------------------------------------------------------------------------
 
-    fn opts() -> Options {
-        Options {
-            quality: 75,
-            compression: 6,
-            ..Options::default()
-        }
-    }
 
-    fn transform(endpoint: Endpoint, o: Options) -> Plan {
-        Plan {
-            endpoint,
-            kind: PlanKind::Transform(o),
-            vary_accept: false,
-        }
-    }
 
     fn resize(w: u32, h: u32) -> Plan {
-        transform(
+        Plan::transform(
             Endpoint::Resize,
             Options {
                 width: w,
                 height: h,
                 embed: true,
-                ..opts()
+                ..Options::imaginary()
             },
         )
     }
@@ -396,22 +376,22 @@ mod tests {
             (ImageType::Gif, 4),
             (ImageType::Jpeg, 3),
         ] {
-            let plan = transform(
+            let plan = Plan::transform(
                 Endpoint::Convert,
                 Options {
                     output: Some(t),
-                    ..opts()
+                    ..Options::imaginary()
                 },
             );
             let (w, h, b, format, _) = go(&plan, &input);
             assert_eq!((w, h, format), (120, 80, t));
             assert!(b == bands || t == ImageType::Gif, "{t:?} {b}");
         }
-        let heif = transform(
+        let heif = Plan::transform(
             Endpoint::Convert,
             Options {
                 output: Some(ImageType::Heif),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         if let Ok(out) = run(&heif, &input, &[]) {
@@ -425,29 +405,29 @@ mod tests {
         let (w, h, _, _, tag) = go(&resize(100, 0), &input);
         assert_eq!((w, h, tag), (100, 200, 1));
         // plain path (no resample) too
-        let convert = transform(Endpoint::Convert, opts());
+        let convert = Plan::transform(Endpoint::Convert, Options::imaginary());
         let (w, h, _, _, tag) = go(&convert, &input);
         assert_eq!((w, h, tag), (200, 400, 1));
         // norotation: stored orientation, tag kept for viewers
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Resize,
             Options {
                 width: 100,
                 embed: true,
                 no_auto_rotate: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let (w, h, _, _, tag) = go(&plan, &input);
         assert_eq!((w, h, tag), (100, 50, 6));
         // stripmeta: no EXIF at all
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Resize,
             Options {
                 width: 100,
                 embed: true,
                 strip_metadata: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(go(&plan, &input).4, 0);
@@ -462,13 +442,13 @@ mod tests {
             ImageType::Tiff,
             ImageType::Jpeg,
         ] {
-            let plan = transform(
+            let plan = Plan::transform(
                 Endpoint::Resize,
                 Options {
                     width: 100,
                     embed: true,
                     output: Some(t),
-                    ..opts()
+                    ..Options::imaginary()
                 },
             );
             let out = run(&plan, &input, &[]).unwrap();
@@ -486,21 +466,21 @@ mod tests {
     #[test]
     fn rotate_disables_exif() {
         let input = jpeg(400, 200, 6);
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Rotate,
             Options {
                 rotate: 180,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&plan, &input), (400, 200));
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Rotate,
             Options {
                 rotate: 90,
                 width: 100,
                 height: 100,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&plan, &input), (50, 100));
@@ -508,13 +488,13 @@ mod tests {
 
     #[test]
     fn fit_box_uses_the_displayed_image() {
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Fit,
             Options {
                 width: 100,
                 height: 100,
                 embed: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&plan, &jpeg(400, 200, 1)), (100, 50));
@@ -524,14 +504,14 @@ mod tests {
 
     #[test]
     fn fit_box_follows_an_explicit_rotation() {
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Fit,
             Options {
                 width: 100,
                 height: 100,
                 embed: true,
                 rotate: 90,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&plan, &jpeg(400, 200, 1)), (50, 100));
@@ -555,7 +535,7 @@ mod tests {
             )
             .unwrap();
         for flip in [false, true] {
-            let plan = transform(Endpoint::Flip, Options { flip, ..opts() });
+            let plan = Plan::transform(Endpoint::Flip, Options { flip, ..Options::imaginary() });
             let out = run(&plan, &stored, &[]).unwrap();
             let img = Image::load_bytes(&out.bytes, Access::Random).unwrap();
             let right = img.pixel(39, 0).unwrap();
@@ -567,14 +547,14 @@ mod tests {
     fn crop_smartcrop_enlarge_thumbnail() {
         let input = jpeg(400, 300, 1);
         let crop = |w, h, gravity| {
-            transform(
+            Plan::transform(
                 Endpoint::Crop,
                 Options {
                     width: w,
                     height: h,
                     crop: true,
                     gravity,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             )
         };
@@ -582,23 +562,23 @@ mod tests {
         assert_eq!(size(&crop(200, 0, Gravity::Centre), &input), (200, 300));
         assert_eq!(size(&crop(200, 200, Gravity::Smart), &input), (200, 200));
         assert_eq!(size(&crop(100, 400, Gravity::South), &input), (100, 400));
-        let enlarge = transform(
+        let enlarge = Plan::transform(
             Endpoint::Enlarge,
             Options {
                 width: 800,
                 height: 800,
                 enlarge: true,
                 crop: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&enlarge, &input), (800, 800));
-        let thumb = transform(
+        let thumb = Plan::transform(
             Endpoint::Thumbnail,
             Options {
                 width: 50,
                 height: 70,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&thumb, &input), (50, 70));
@@ -609,22 +589,22 @@ mod tests {
         let _errors = crate::ops::vips::error_lock();
         let input = png(100, 80, 3);
         let extract = |left, top| {
-            transform(
+            Plan::transform(
                 Endpoint::Extract,
                 Options {
                     left,
                     top,
                     area_width: 40,
                     area_height: 30,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             )
         };
         assert_eq!(size(&extract(10, 10), &input), (40, 30));
         assert!(error(&extract(90, 10), &input).contains("bad extract area"));
-        let zoom = transform(Endpoint::Zoom, Options { zoom: 1, ..opts() });
+        let zoom = Plan::transform(Endpoint::Zoom, Options { zoom: 1, ..Options::imaginary() });
         assert_eq!(size(&zoom, &input), (200, 160));
-        let zoom_area = transform(
+        let zoom_area = Plan::transform(
             Endpoint::Zoom,
             Options {
                 zoom: 2,
@@ -632,7 +612,7 @@ mod tests {
                 left: 10,
                 area_width: 50,
                 area_height: 20,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&zoom_area, &input), (50, 20));
@@ -641,7 +621,7 @@ mod tests {
     #[test]
     fn embed_extend_background_and_flatten() {
         let input = png(100, 50, 4);
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Resize,
             Options {
                 width: 100,
@@ -650,7 +630,7 @@ mod tests {
                 extend: Extend::Background,
                 background: Some([255, 0, 0]),
                 output: Some(ImageType::Png),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let out = run(&plan, &input, &[]).unwrap();
@@ -658,14 +638,14 @@ mod tests {
         assert_eq!((img.width(), img.height(), img.bands()), (100, 100, 3));
         assert_eq!(img.pixel(0, 0).unwrap(), vec![255.0, 0.0, 0.0]);
         for extend in [Extend::Copy, Extend::Mirror, Extend::White, Extend::Black] {
-            let plan = transform(
+            let plan = Plan::transform(
                 Endpoint::Resize,
                 Options {
                     width: 150,
                     height: 150,
                     embed: true,
                     extend,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             );
             assert_eq!(size(&plan, &jpeg(300, 200, 1)), (150, 150), "{extend:?}");
@@ -675,25 +655,25 @@ mod tests {
     #[test]
     fn blur_grey_watermarks() {
         let input = jpeg(300, 200, 1);
-        let blur = transform(
+        let blur = Plan::transform(
             Endpoint::Blur,
             Options {
                 sigma: 2.0,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&blur, &input), (300, 200));
-        let grey = transform(
+        let grey = Plan::transform(
             Endpoint::Resize,
             Options {
                 width: 100,
                 embed: true,
                 grayscale: true,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(go(&grey, &input).2, 1);
-        let text = transform(
+        let text = Plan::transform(
             Endpoint::Watermark,
             Options {
                 text_watermark: Some(TextWatermark {
@@ -706,7 +686,7 @@ mod tests {
                     no_replicate: false,
                     color: [255, 200, 50],
                 }),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(go(&text, &input).0, 300);
@@ -716,11 +696,11 @@ mod tests {
             top: 10,
             opacity: 0.0,
         };
-        let with_image = transform(
+        let with_image = Plan::transform(
             Endpoint::WatermarkImage,
             Options {
                 image_watermark: Some(mark),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let wm = vec![("http://h/w.png".to_string(), png(50, 50, 4))];
@@ -765,23 +745,23 @@ mod tests {
     #[test]
     fn svg_needs_a_type_and_renders_at_size() {
         assert_eq!(error(&resize(100, 0), SVG), "Unsupported image output type");
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Resize,
             Options {
                 width: 400,
                 embed: true,
                 output: Some(ImageType::Png),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         // never upscales without enlarge
         assert_eq!(size(&plan, SVG), (200, 100));
-        let thumb = transform(
+        let thumb = Plan::transform(
             Endpoint::Thumbnail,
             Options {
                 width: 400,
                 output: Some(ImageType::Png),
-                ..opts()
+                ..Options::imaginary()
             },
         );
         let (w, h, _, format, _) = go(&thumb, SVG);
@@ -796,11 +776,11 @@ mod tests {
 
     #[test]
     fn encoder_range_errors() {
-        let plan = transform(
+        let plan = Plan::transform(
             Endpoint::Convert,
             Options {
                 quality: 101,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert!(error(&plan, &jpeg(20, 20, 1)).contains("quality"));
@@ -818,7 +798,7 @@ mod tests {
             no_auto_rotate: true,
             quality: 80,
             output: Some(ImageType::Webp),
-            ..opts()
+            ..Options::imaginary()
         };
         let plan = pipeline(vec![
             (Endpoint::AutoRotate, false, Options::default()),
@@ -840,7 +820,7 @@ mod tests {
                     width: 300,
                     height: 260,
                     crop: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
             (
@@ -848,7 +828,7 @@ mod tests {
                 false,
                 Options {
                     output: Some(ImageType::Png),
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
             // no type: keeps the previous step's format
@@ -858,7 +838,7 @@ mod tests {
                 Options {
                     width: 150,
                     embed: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
         ]);
@@ -873,11 +853,11 @@ mod tests {
             left: 1000,
             area_width: 10,
             area_height: 10,
-            ..opts()
+            ..Options::imaginary()
         };
         let good = Options {
             width: 50,
-            ..opts()
+            ..Options::imaginary()
         };
         let input = jpeg(100, 80, 1);
         // ignored failure keeps the previous image
@@ -910,7 +890,7 @@ mod tests {
                 false,
                 Options {
                     width: 100,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
             (
@@ -921,7 +901,7 @@ mod tests {
                     left: 1000,
                     area_width: 10,
                     area_height: 10,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
         ]);
@@ -938,7 +918,7 @@ mod tests {
                 Options {
                     width: 100,
                     no_auto_rotate: true,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
             (Endpoint::AutoRotate, false, Options::default()),
@@ -954,21 +934,21 @@ mod tests {
         let input = jpeg(300, 200, 6);
         let plans = [
             resize(100, 100),
-            transform(
+            Plan::transform(
                 Endpoint::SmartCrop,
                 Options {
                     width: 50,
                     height: 50,
                     crop: true,
                     gravity: Gravity::Smart,
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
-            transform(
+            Plan::transform(
                 Endpoint::Convert,
                 Options {
                     output: Some(ImageType::Webp),
-                    ..opts()
+                    ..Options::imaginary()
                 },
             ),
             Plan {
@@ -1012,7 +992,7 @@ mod tests {
                     buf.push(seed as u8);
                 }
                 let _ = probe(&buf);
-                for plan in [resize(10, 10), transform(Endpoint::Convert, opts())] {
+                for plan in [resize(10, 10), Plan::transform(Endpoint::Convert, Options::imaginary())] {
                     if let Err(e) = run(&plan, &buf, &[]) {
                         assert!(!e.to_string().is_empty());
                     }
@@ -1029,12 +1009,12 @@ mod tests {
         let input = jpeg(1000, 750, 1);
         // 1000 → 123: DCT shrink 8 then resize; with zoom the plain path is taken
         assert_eq!(size(&resize(123, 0), &input), (123, 92));
-        let zoomed = transform(
+        let zoomed = Plan::transform(
             Endpoint::Thumbnail,
             Options {
                 width: 123,
                 zoom: 1,
-                ..opts()
+                ..Options::imaginary()
             },
         );
         assert_eq!(size(&zoomed, &input), (123, 92));

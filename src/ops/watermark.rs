@@ -108,25 +108,13 @@ mod tests {
         assert_eq!((out.width(), out.height(), out.bands()), (300, 200, 3));
         let png = out
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();
         let before = img
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();
@@ -153,13 +141,7 @@ mod tests {
         let mark = Image::test_pattern(30, 30, 3)
             .unwrap()
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();

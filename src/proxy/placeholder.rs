@@ -7,7 +7,6 @@ use super::response::Reply;
 use crate::error::{json_message, Error};
 use crate::ops::format::{parse_type, TypeParam};
 use crate::ops::params::parse_int;
-use crate::ops::plan::PlanKind;
 use crate::ops::{self, Endpoint, Options, Plan};
 use crate::policy::pool::Pool;
 
@@ -47,21 +46,18 @@ impl Placeholder {
             Ok(Some(TypeParam::Fixed(t))) if t.can_save() => Some(t),
             _ => None,
         };
-        let plan = Plan {
-            endpoint: Endpoint::Resize,
-            kind: PlanKind::Transform(Options {
+        let plan = Plan::transform(
+            Endpoint::Resize,
+            Options {
                 width,
                 height,
                 force: true,
                 crop: true,
                 enlarge: true,
-                quality: 75,
-                compression: 6,
                 output,
-                ..Options::default()
-            }),
-            vary_accept: false,
-        };
+                ..Options::imaginary()
+            },
+        );
         let image = self.image.clone();
         let resized = match (width, height) {
             (0, 0) if output.is_none() => Ok(Ok(image.to_vec())),

@@ -541,6 +541,18 @@ pub enum Saver {
 }
 
 impl Saver {
+    /// A fast lossless PNG (zlib level 1): for tests and debugging, where encode time matters
+    /// and size does not.
+    pub const QUICK_PNG: Saver = Saver::Png {
+        compression: 1,
+        interlace: false,
+        palette: false,
+        quality: 75,
+        effort: 7,
+    };
+}
+
+impl Saver {
     /// The format this saver writes.
     pub fn format(&self) -> ImageType {
         match self {
@@ -1519,13 +1531,7 @@ mod tests {
             .unwrap();
         let png = img
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();
@@ -1731,13 +1737,7 @@ mod tests {
         // The thumbnail still reads the input buffer: it must have been kept alive.
         let out = t
             .save(
-                &Saver::Png {
-                    compression: 1,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
+                &Saver::QUICK_PNG,
                 false,
             )
             .unwrap();
