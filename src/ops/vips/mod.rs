@@ -53,6 +53,7 @@ mod ffi {
             len: usize,
             sequential: c_int,
             fail_on: c_int,
+            pages: c_int,
             out: *mut *mut VipsImage,
         ) -> c_int;
         pub fn imgedge_load_jpeg(
@@ -68,6 +69,7 @@ mod ffi {
             width: c_int,
             height: c_int,
             fail_on: c_int,
+            pages: c_int,
             out: *mut *mut VipsImage,
         ) -> c_int;
 
@@ -256,21 +258,6 @@ mod ffi {
 
         pub fn imgedge_n_pages(im: *mut VipsImage) -> c_int;
         pub fn imgedge_page_height(im: *mut VipsImage) -> c_int;
-        pub fn imgedge_load_pages(
-            buf: *const c_void,
-            len: usize,
-            sequential: c_int,
-            fail_on: c_int,
-            out: *mut *mut VipsImage,
-        ) -> c_int;
-        pub fn imgedge_thumbnail_pages(
-            buf: *const c_void,
-            len: usize,
-            width: c_int,
-            height: c_int,
-            fail_on: c_int,
-            out: *mut *mut VipsImage,
-        ) -> c_int;
         pub fn imgedge_join_frames(
             frames: *mut *mut VipsImage,
             n: c_int,
@@ -377,6 +364,7 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
             bytes.len(),
             1,
             FailOn::None as c_int,
+            0,
             &mut out,
         )
     };
@@ -692,6 +680,16 @@ impl Image {
     /// Opens an image from encoded bytes (format detected by libvips). Only the header is read
     /// now; pixels are decoded when needed.
     pub fn load(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
+        Image::open(buf, access, fail_on, false)
+    }
+
+    /// [`Image::load`], or with `pages` every frame of a GIF/WebP, stacked.
+    fn open(
+        buf: Arc<[u8]>,
+        access: Access,
+        fail_on: FailOn,
+        pages: bool,
+    ) -> Result<Image, VipsError> {
         init(1);
         let mut out = ptr::null_mut();
         let sequential = access == Access::Sequential;
@@ -702,6 +700,7 @@ impl Image {
                 buf.len(),
                 sequential as c_int,
                 fail_on as c_int,
+                pages as c_int,
                 &mut out,
             )
         };
@@ -744,6 +743,17 @@ impl Image {
         height: u32,
         fail_on: FailOn,
     ) -> Result<Image, VipsError> {
+        Image::thumbnail_frames(buf, width, height, fail_on, false)
+    }
+
+    /// [`Image::thumbnail`]; with `pages`, of every frame (stacked, `page-height` = `height`).
+    fn thumbnail_frames(
+        buf: Arc<[u8]>,
+        width: u32,
+        height: u32,
+        fail_on: FailOn,
+        pages: bool,
+    ) -> Result<Image, VipsError> {
         init(1);
         let mut out = ptr::null_mut();
         // SAFETY: as in load.
@@ -754,6 +764,7 @@ impl Image {
                 to_c(width.max(1)),
                 to_c(height.max(1)),
                 fail_on as c_int,
+                pages as c_int,
                 &mut out,
             )
         };
@@ -1319,20 +1330,7 @@ impl Image {
     /// Opens every frame of a GIF or WebP (libvips `n=-1`), stacked. Only the header is read
     /// now. Other formats: libvips' error (their loaders may lack the `n` option).
     pub fn load_pages(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
-        init(1);
-        let mut out = ptr::null_mut();
-        let sequential = access == Access::Sequential;
-        // SAFETY: buf stays alive inside the returned Image (`keep`).
-        let rc = unsafe {
-            ffi::imgedge_load_pages(
-                buf.as_ptr() as *const c_void,
-                buf.len(),
-                sequential as c_int,
-                fail_on as c_int,
-                &mut out,
-            )
-        };
-        Image::from_load(rc, out, buf, sequential, "load")
+        Image::open(buf, access, fail_on, true)
     }
 
     /// [`Image::thumbnail`] of every frame: each resampled to exactly `width`×`height`,
@@ -1343,20 +1341,7 @@ impl Image {
         height: u32,
         fail_on: FailOn,
     ) -> Result<Image, VipsError> {
-        init(1);
-        let mut out = ptr::null_mut();
-        // SAFETY: as in load.
-        let rc = unsafe {
-            ffi::imgedge_thumbnail_pages(
-                buf.as_ptr() as *const c_void,
-                buf.len(),
-                to_c(width.max(1)),
-                to_c(height.max(1)),
-                fail_on as c_int,
-                &mut out,
-            )
-        };
-        Image::from_load(rc, out, buf, true, "thumbnail_buffer")
+        Image::thumbnail_frames(buf, width, height, fail_on, true)
     }
 
     /// `frames` (same size each) stacked top to bottom with `page-height` and `n-pages` set;
@@ -1529,12 +1514,7 @@ mod tests {
             .unwrap()
             .with_orientation(8)
             .unwrap();
-        let png = img
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
-            .unwrap();
+        let png = img.save(&Saver::QUICK_PNG, false).unwrap();
         let h = read_header(&png).unwrap();
         assert_eq!((h.width, h.height, h.bands), (64, 48, 4));
         assert_eq!(h.interpretation, "srgb");
@@ -1735,12 +1715,7 @@ mod tests {
         assert_eq!((t.width(), t.height()), (101, 37));
         drop(buf);
         // The thumbnail still reads the input buffer: it must have been kept alive.
-        let out = t
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
-            .unwrap();
+        let out = t.save(&Saver::QUICK_PNG, false).unwrap();
         assert_eq!(decode(&out).width(), 101);
     }
 

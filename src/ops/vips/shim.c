@@ -96,11 +96,14 @@ imgedge_version(void)
 /* Loading */
 
 int
-imgedge_load(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out)
+imgedge_load(const void *buf, size_t len, int sequential, int fail_on, int pages,
+	VipsImage **out)
 {
 	VipsImage *image;
 
-	image = vips_image_new_from_buffer(buf, len, "",
+	/* pages: every frame of a GIF/WebP, stacked (`n=-1`). An option string, because loaders
+	 * without the option (JPEG, PNG…) would refuse it as a named argument. */
+	image = vips_image_new_from_buffer(buf, len, pages ? "n=-1" : "",
 		"access", (int) (sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM),
 		"fail_on", fail_on,
 		NULL);
@@ -125,14 +128,17 @@ imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImag
  * PDF/SVG rendered at the target scale). Always to exactly width x height (size=force: the
  * caller did the fitting), never rotated (the caller orients, spec §9.2). */
 int
-imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on,
+imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on, int pages,
 	VipsImage **out)
 {
+	/* pages: every frame resampled to width x height, stacked; libvips sets page-height and
+	 * adjusts the vertical shrink so frames never straddle. */
 	return vips_thumbnail_buffer((void *) buf, len, out, width,
 		"height", height,
 		"size", (int) VIPS_SIZE_FORCE,
 		"no_rotate", TRUE,
 		"fail_on", fail_on,
+		"option_string", pages ? "n=-1" : "",
 		NULL);
 }
 
@@ -856,37 +862,6 @@ imgedge_page_height(VipsImage *in)
 }
 
 /* Every frame of a GIF or WebP (n = -1), stacked. Only for loaders that have the `n` option. */
-int
-imgedge_load_pages(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out)
-{
-	VipsImage *image;
-
-	image = vips_image_new_from_buffer(buf, len, "",
-		"access", (int) (sequential ? VIPS_ACCESS_SEQUENTIAL : VIPS_ACCESS_RANDOM),
-		"fail_on", fail_on,
-		"n", -1,
-		NULL);
-	if (!image)
-		return -1;
-	*out = image;
-	return 0;
-}
-
-/* imgedge_thumbnail for every frame: each frame resampled to exactly width x height, stacked,
- * page-height set by libvips (it adjusts the vertical shrink so frames never straddle). */
-int
-imgedge_thumbnail_pages(const void *buf, size_t len, int width, int height, int fail_on,
-	VipsImage **out)
-{
-	return vips_thumbnail_buffer((void *) buf, len, out, width,
-		"height", height,
-		"size", (int) VIPS_SIZE_FORCE,
-		"no_rotate", TRUE,
-		"fail_on", fail_on,
-		"option_string", "n=-1",
-		NULL);
-}
-
 /* frames[0..n) stacked top to bottom as a balanced tree of two-image joins. libvips 8.14's
  * vips_arrayjoin keeps a region on every input and scans them all for each request: saving
  * 1000 joined frames of 100x60 took 9.5 s more than saving the same stack from memory, the

@@ -22,9 +22,10 @@ void imgedge_thread_shutdown(void);
 const char *imgedge_version(void);
 
 /* Loading. fail_on is a VipsFailOn value. */
-int imgedge_load(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out);
+int imgedge_load(const void *buf, size_t len, int sequential, int fail_on, int pages,
+	VipsImage **out);
 int imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out);
-int imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on,
+int imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on, int pages,
 	VipsImage **out);
 
 /* Metadata. */
@@ -79,9 +80,6 @@ int imgedge_save_jxl(VipsImage *in, void **buf, size_t *len, int quality, int lo
 /* Animations (GIF, WebP): frames stacked vertically, frame height in `page-height`. */
 int imgedge_n_pages(VipsImage *in);
 int imgedge_page_height(VipsImage *in);
-int imgedge_load_pages(const void *buf, size_t len, int sequential, int fail_on, VipsImage **out);
-int imgedge_thumbnail_pages(const void *buf, size_t len, int width, int height, int fail_on,
-	VipsImage **out);
 int imgedge_join_frames(VipsImage **frames, int n, VipsImage **out);
 int imgedge_set_page_height(VipsImage *in, VipsImage **out, int page_height);
 int imgedge_set_animation(VipsImage *in, VipsImage **out, const int *delays, int n_delays,
