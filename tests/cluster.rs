@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ struct Haproxy {
 impl Haproxy {
     /// A frontend on a free loopback port hashing whole URIs (path and query) onto `nodes`.
     fn start(nodes: &[(&str, SocketAddr)]) -> Haproxy {
-        let port = free_port();
+        let port = common::free_port();
         let servers: String = nodes
             .iter()
             .map(|(name, addr)| format!("    server {name} {addr}\n"))
@@ -67,11 +67,7 @@ impl Haproxy {
             .spawn()
             .expect("start haproxy");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_listening(addr);
         Haproxy {
             child,
             addr,
@@ -132,13 +128,6 @@ fn haproxy_binary() -> &'static str {
     panic!("haproxy is not installed: run `make deps` (it installs Debian's haproxy package)");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// Served-by and X-Cache of one response through HAProxy, asserting it is a good image.
 fn served(r: &Reply) -> (String, String) {

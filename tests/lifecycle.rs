@@ -59,18 +59,14 @@ fn invalid_settings_exit_1_with_a_message() {
 
 #[test]
 fn port_env_overrides_the_flag() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
         .args(["-a", "127.0.0.1", "-p", "1", "-grace-period", "0", "-cache-disk", "0"])
         .env("PORT", port.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(std::time::Instant::now() < deadline, "not listening on PORT");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(([127, 0, 0, 1], port).into());
     child.kill().unwrap();
     child.wait().unwrap();
 }

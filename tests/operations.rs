@@ -99,7 +99,7 @@ fn probes_need_no_api_key_and_answer_under_the_prefix() {
 
 #[test]
 fn admin_listener_serves_health_and_metrics_without_the_api_key() {
-    let admin = free_port();
+    let admin = common::free_port();
     let admin_addr = format!("127.0.0.1:{admin}");
     let s = Imgedge::start(&[
         "-key",
@@ -109,7 +109,7 @@ fn admin_listener_serves_health_and_metrics_without_the_api_key() {
         "-admin-listen",
         &admin_addr,
     ]);
-    wait_listening(admin_addr.parse().unwrap());
+    common::wait_listening(admin_addr.parse().unwrap());
     let r = common::request(
         "GET",
         &s.url("/resize?width=50&file=badge.png"),
@@ -177,7 +177,7 @@ fn invalid_admin_listen_and_log_format_are_refused_at_start() {
 #[test]
 fn json_log_format_writes_one_json_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let stderr = dir.path().join("stderr.log");
     let mut node = Node::spawn(
         port,
@@ -245,7 +245,7 @@ fn json_log_format_writes_one_json_object_per_line() {
 fn sigterm_in_the_middle_of_load_loses_no_request() {
     let origin = GatedOrigin::start(sample("scene.jpg"));
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut node = Node::spawn(
         port,
         &dir.path().join("cache"),
@@ -330,7 +330,7 @@ fn sigterm_in_the_middle_of_load_loses_no_request() {
 #[test]
 fn upgrade_in_the_middle_of_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let cache = dir.path().join("cache");
     let mount = testdata();
     let args = ["-mount", mount.to_str().unwrap(), "-grace-period", "2"];
@@ -388,7 +388,7 @@ fn upgrade_in_the_middle_of_load_loses_no_request() {
 #[test]
 fn upgrade_without_a_running_process_starts_normally() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut node = Node::spawn(
         port,
         &dir.path().join("cache"),
@@ -416,7 +416,7 @@ fn systemd_is_told_ready_with_the_main_pid_and_told_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let mut node = Node::spawn(
         port,
         &dir.path().join("cache"),
@@ -609,21 +609,7 @@ fn dockerfile_runs_unprivileged_with_a_healthcheck_and_the_imaginary_alias() {
 // Helpers: a process on a chosen port, raw HTTP, a gated origin, bounded load
 // ---------------------------------------------------------------------------------------------
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
-fn wait_listening(addr: SocketAddr) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{addr} did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// An imgedge process on a port the test chooses (the upgrade needs two on the same one).
 struct Node {
@@ -641,7 +627,7 @@ impl Node {
         env: &[(&str, &str)],
     ) -> Node {
         let node = Node::spawn_no_wait(port, cache, args, stdout, stderr, env);
-        wait_listening(node.addr);
+        common::wait_listening(node.addr);
         node
     }
 

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
 
 use common::{request, sample, Imgedge, Origin, Resource};
 use imagesize::ImageType;
@@ -89,7 +88,7 @@ fn s3() -> S3 {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("photos")).unwrap();
     std::fs::write(root.path().join("photos/scene.jpg"), sample("scene.jpg")).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = common::free_port();
     let child = Command::new(s3s_fs())
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", "AKIDIMGEDGE", "--secret-key", "imgedge-test-secret"])
@@ -98,11 +97,7 @@ fn s3() -> S3 {
         .stderr(Stdio::null())
         .spawn()
         .expect("start s3s-fs");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_listening(([127, 0, 0, 1], port).into());
     S3 { child, port, _root: root }
 }
 

@@ -57,11 +57,7 @@ impl Imgedge {
             .spawn()
             .expect("start imgedge");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "imgedge did not start listening");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(addr);
         Imgedge {
             child,
             addr,
@@ -123,7 +119,17 @@ impl Drop for Imgedge {
     }
 }
 
-fn free_port() -> u16 {
+/// Waits (at most 30 s) until something accepts connections on `addr`.
+pub fn wait_listening(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{addr} did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
