@@ -89,6 +89,10 @@ fn inputs_imaginary_could_not_read() {
     assert_eq!((gif.size(), gif.format()), ((200, 134), ImageType::Gif)); // 400×267 halved, rounded
     let svg = s.get("/resize?width=160&type=png&file=scene.svg");
     assert_eq!((svg.size(), svg.format()), ((160, 107), ImageType::Png));
+    // PDF: the first page, rendered at 72 DPI (imaginary needs a type too; PDF cannot be saved).
+    let pdf = s.get("/convert?type=png&file=page.pdf");
+    assert_eq!((pdf.status, pdf.size(), pdf.format()), (200, (200, 100), ImageType::Png));
+    assert_eq!(s.get("/info?file=page.pdf").json()["type"], "pdf");
     let info = s.get("/info?file=scene.svg").json();
     assert_eq!((info["width"].as_u64(), info["type"].as_str()), (Some(1600), Some("svg")));
 }
