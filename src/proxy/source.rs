@@ -43,6 +43,17 @@ pub fn select(cfg: &Config, post: bool, pairs: &[(String, String)]) -> Result<So
 
 /// Reads the request body, at most `limit` bytes; a `multipart/…` body yields its `file` field.
 pub async fn read_body(session: &mut Session, limit: u64) -> Result<Bytes, Error> {
+    // A declared length over the limit is refused before a byte of the body is read; a body
+    // that grows past it (chunked, or lying) is cut off below.
+    let declared = session
+        .req_header()
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::TooLarge { limit });
+    }
     let mut body = BytesMut::new();
     loop {
         let chunk = session
