@@ -118,12 +118,15 @@ function init(args)
 	template = args[1]
 	w0 = tonumber(args[2] or "0")
 	wn = tonumber(args[3] or "1")
+	salt = args[4] or "0"
 	counter = 0
 end
 function request()
 	counter = counter + 1
 	local n = tid * 10000000 + counter
-	local path = template:gsub("{w}", tostring(w0 + n % wn)):gsub("{n}", string.format("%09d", n))
+	-- {n}: this run's salt, then the thread, then the request: never seen by an earlier run
+	local unique = string.format("%s%09d", salt, n)
+	local path = template:gsub("{w}", tostring(w0 + n % wn)):gsub("{n}", unique)
 	return wrk.format("GET", path)
 end
 function done(summary, latency, requests)
@@ -136,11 +139,15 @@ end
 LUA
 
 # run_wrk CONNECTIONS SECONDS URL-TEMPLATE [W0 WN] -> "key=value ..." of the RESULT line
+# Each run gets a salt of its own (kept in a file: run_wrk runs in command substitutions), so
+# no run repeats a URL an earlier one made. Kept short: minampl is parsed as a float.
 run_wrk() {
 	local c=$1 d=$2 tmpl=$3 w0=${4:-0} wn=${5:-1}
-	local t=$((c < CORES ? c : CORES))
+	local t=$((c < CORES ? c : CORES)) runs
+	runs=$(($(cat "$WORK/runs" 2>/dev/null || echo 0) + 1))
+	echo "$runs" >"$WORK/runs"
 	timeout $((d + 30)) wrk -t "$t" -c "$c" -d "${d}s" --timeout 10s -s "$WORK/unique.lua" \
-		"http://127.0.0.1:$PORT" -- "$tmpl" "$w0" "$wn" | sed -n 's/^RESULT //p'
+		"http://127.0.0.1:$PORT" -- "$tmpl" "$w0" "$wn" "$(printf %03d "$runs")" | sed -n 's/^RESULT //p'
 }
 
 # measure LABEL PID CONNECTIONS SECONDS TEMPLATE W0 WN: wrk against PORT, CPU and peak RSS of PID.
@@ -152,7 +159,7 @@ measure() {
 	reset_peak "$pid"
 	local cpu0 cpu1 line reqs
 	cpu0=$(cpu_of "$pid")
-	line=$(run_wrk "$c" "$d" "$tmpl" "$((w0 + 7))" "$wn")
+	line=$(run_wrk "$c" "$d" "$tmpl" "$w0" "$wn")
 	cpu1=$(cpu_of "$pid")
 	reqs=$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")
 	local cpu_ms
@@ -235,6 +242,8 @@ http {
 }
 EOF
 mkdir -p "$WORK/nginx-tmp"
+chmod 755 "$WORK" "$WORK/www"
+chmod 644 "$WORK/www/hit.jpg"
 nginx -c "$WORK/nginx.conf" -p "$WORK" &
 NGINX_PID=$!
 wait_port "$NGINX_PORT"

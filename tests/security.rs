@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{enc, sample, testdata, Imgedge, Origin, Resource};
+use common::{enc, request, sample, testdata, Imgedge, Origin, Resource};
 
 #[test]
 fn ssrf_guard_refuses_internal_addresses_by_default() {
@@ -45,6 +45,77 @@ fn a_public_origin_redirecting_inside_is_refused() {
         .error(400);
     assert!(msg.starts_with("not allowed remote URL origin:"), "{msg}");
     assert_eq!(inside.total(), 0);
+}
+
+#[test]
+fn an_allowed_host_redirecting_to_cloud_metadata_is_not_followed() {
+    // Refused by the allow-list check, which runs before any connection is attempted.
+    let edge = Origin::start(vec![(
+        "/img/a.jpg",
+        Resource::redirect("http://169.254.169.254/latest/meta-data/"),
+    )]);
+    let s = Imgedge::start(&[
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-allowed-origins",
+        &format!("http://{}/img/", edge.addr),
+    ]);
+    let msg = s
+        .get(&format!("/resize?width=10&url={}", enc(&edge.url("/img/a.jpg"))))
+        .error(400);
+    assert_eq!(msg, "not allowed remote URL origin: 169.254.169.254/latest/meta-data/");
+}
+
+#[test]
+fn credentials_are_forwarded_only_as_configured() {
+    let other = Origin::start(vec![("/b.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
+    let origin = Origin::start(vec![
+        ("/a.jpg", Resource::ok("image/jpeg", sample("scene.jpg"))),
+        ("/away.jpg", Resource::redirect(&other.url("/b.jpg"))),
+    ]);
+    let s = Imgedge::start(&[
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-enable-auth-forwarding",
+        "-forward-headers",
+        "X-Tenant, x-trace-id",
+    ]);
+    let headers = [
+        ("Authorization", "Bearer user-token"),
+        ("x-tenant", "acme"),
+        ("X-Trace-Id", "t-1"),
+        ("Cookie", "session=secret"),
+    ];
+    let url = s.url(&format!("/resize?width=10&url={}", enc(&origin.url("/a.jpg"))));
+    assert_eq!(request("GET", &url, &headers, None).status, 200);
+    assert_eq!(origin.seen_header("/a.jpg", "authorization").as_deref(), Some("Bearer user-token"));
+    // Matched case-insensitively (imaginary only matched canonical spellings).
+    assert_eq!(origin.seen_header("/a.jpg", "x-tenant").as_deref(), Some("acme"));
+    assert_eq!(origin.seen_header("/a.jpg", "x-trace-id").as_deref(), Some("t-1"));
+    assert_eq!(origin.seen_header("/a.jpg", "cookie"), None);
+    // A redirect to another host does not carry the credentials along.
+    let away = s.url(&format!("/resize?width=10&url={}", enc(&origin.url("/away.jpg"))));
+    assert_eq!(request("GET", &away, &headers, None).status, 200);
+    assert_eq!(other.hits("/b.jpg"), 1);
+    assert_eq!(other.seen_header("/b.jpg", "authorization"), None);
+    // -authorization: a constant, whatever the client sends.
+    let fixed = Imgedge::start(&[
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-authorization",
+        "Basic c3lzdGVt",
+    ]);
+    let url = fixed.url(&format!("/resize?width=11&url={}", enc(&origin.url("/a.jpg"))));
+    assert_eq!(request("GET", &url, &headers, None).status, 200);
+    assert_eq!(origin.seen_header("/a.jpg", "authorization").as_deref(), Some("Basic c3lzdGVt"));
+    // No forwarding configured: nothing personal reaches the origin, and no log line has it.
+    let plain = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
+    let url = plain.url(&format!("/resize?width=12&url={}", enc(&origin.url("/a.jpg"))));
+    assert_eq!(request("GET", &url, &headers, None).status, 200);
+    assert_eq!(origin.seen_header("/a.jpg", "authorization"), None);
+    for log in [s.access_log(), fixed.access_log(), plain.access_log()] {
+        assert!(!log.contains("user-token") && !log.contains("c3lzdGVt"), "{log}");
+    }
 }
 
 #[test]

@@ -89,16 +89,17 @@ impl OriginClient {
     }
 
     async fn follow(&self, mut url: Url, headers: &[(String, String)]) -> Result<Fetched, Error> {
-        let first_host = url.host_str().map(str::to_owned);
+        let first = url.origin();
         for _ in 0..=MAX_REDIRECTS {
             if !self.rules.allows(&url) {
                 return Err(Error::bad_request(not_allowed_message(&url)));
             }
-            // Credentials never follow a redirect to another host (as Go's client does).
-            let same_host = url.host_str().map(str::to_owned) == first_host;
+            // Credentials never follow a redirect to another origin (scheme, host and port: stricter
+            // than Go's client, which ignores the port).
+            let same_origin = url.origin() == first;
             let hop_headers: Vec<&(String, String)> = headers
                 .iter()
-                .filter(|(n, _)| same_host || !n.eq_ignore_ascii_case("authorization"))
+                .filter(|(n, _)| same_origin || !n.eq_ignore_ascii_case("authorization"))
                 .collect();
             match self.get(&url, &hop_headers).await? {
                 Hop::Done(fetched) => return Ok(fetched),

@@ -284,6 +284,8 @@ pub struct Origin {
     total: Arc<AtomicUsize>,
     /// Requests answered 304 because their `If-None-Match` matched.
     pub not_modified: Arc<AtomicUsize>,
+    /// The headers of the last request per path (names lower-cased).
+    seen: Arc<Mutex<HashMap<String, HashMap<String, String>>>>,
     server: Arc<tiny_http::Server>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -299,16 +301,24 @@ impl Origin {
         let hits = Arc::new(Mutex::new(HashMap::new()));
         let total = Arc::new(AtomicUsize::new(0));
         let not_modified = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(Mutex::new(HashMap::new()));
         let thread = {
-            let (server, hits, total, nm) = (
+            let (server, hits, total, nm, seen) = (
                 server.clone(),
                 hits.clone(),
                 total.clone(),
                 not_modified.clone(),
+                seen.clone(),
             );
             std::thread::spawn(move || {
                 for req in server.incoming_requests() {
                     let path = req.url().split('?').next().unwrap_or("").to_string();
+                    let headers = req
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string().to_ascii_lowercase(), h.value.to_string()))
+                        .collect();
+                    seen.lock().unwrap().insert(path.clone(), headers);
                     *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                     total.fetch_add(1, Ordering::SeqCst);
                     let mut res = table.get(&path).cloned().unwrap_or(Resource::status(404));
@@ -344,6 +354,7 @@ impl Origin {
             hits,
             total,
             not_modified,
+            seen,
             server,
             thread: Some(thread),
         }
@@ -355,6 +366,16 @@ impl Origin {
 
     pub fn hits(&self, path: &str) -> usize {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// A header of the last request for `path`, as the origin received it.
+    pub fn seen_header(&self, path: &str, name: &str) -> Option<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .get(path)?
+            .get(&name.to_ascii_lowercase())
+            .cloned()
     }
 
     pub fn total(&self) -> usize {
