@@ -68,6 +68,12 @@ impl Pool {
         })
     }
 
+    /// Whether a transform asked for now would be refused (every worker busy and the queue
+    /// full). Checked before a source is read, so overload costs no source bytes in memory.
+    pub fn is_saturated(&self) -> bool {
+        self.permits.available_permits() == 0 && self.waiting.load(Ordering::Acquire) >= self.queue
+    }
+
     /// Transforms running now.
     pub fn in_flight(&self) -> usize {
         self.workers - self.permits.available_permits()
@@ -98,11 +104,13 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(pool.waiting(), 1);
+        assert!(pool.is_saturated());
         assert_eq!(pool.run(|| 3).await.unwrap_err(), Error::Overloaded);
         release.send(()).unwrap();
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap().unwrap(), 2);
         assert_eq!(pool.run(|| 4).await.unwrap(), 4);
+        assert!(!pool.is_saturated());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,11 @@ pub struct Producer {
 impl Producer {
     /// Makes the variant `plan` describes from `input`.
     pub async fn make(self: Arc<Self>, plan: Plan, input: Input) -> Result<Arc<Variant>, Error> {
+        // Under overload, refuse before reading megabytes of source that would only wait.
+        if self.pool.is_saturated() {
+            metrics().pool_rejected.inc();
+            return Err(Error::Overloaded);
+        }
         let bytes = match input {
             Input::Bytes(b) => b,
             Input::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
