@@ -48,7 +48,7 @@ test: deps test-servers
 	$(CARGO) build --locked --bins
 	$(CARGO) test --locked -- --test-threads=2
 
-# The load benchmark of issue 7 (benches/load.sh, ~12 minutes on 2 cores): cold transforms vs
+# The load benchmark of issue 7 (benches/load.sh, ~15 minutes on 2 cores): cold transforms vs
 # in-process libvips, repeated URLs vs nginx, overload and a soak; writes BENCHMARKS.md.
 # Micro-benchmarks: `cargo bench --bench ops` (and cache, scaling); see docs/performance.md.
 BENCH_PACKAGES := wrk nginx

@@ -34,8 +34,8 @@ SERVER_PID=""
 NGINX_PID=""
 
 cleanup() {
-	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
-	[ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
+	if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID"; fi
+	if [ -n "$NGINX_PID" ]; then stop_pid "$NGINX_PID"; fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -81,7 +81,8 @@ BASELINE=$(ls -t "$ROOT"/target/release/deps/baseline-* | grep -v '\.d$' | head 
 # Cache flags, when this build has them: each server start gets an empty cache directory of
 # its own in the temp dir (never ./var/cache).
 HAS_CACHE=""
-"$BIN" -h 2>&1 | grep -q -- '-cache-dir' && HAS_CACHE=1
+HELP=$("$BIN" -h 2>&1 || true) # -h exits 1, as imaginary's does
+case $HELP in *-cache-dir*) HAS_CACHE=1 ;; esac
 if [ -z "${BENCH_L2_FLAGS+set}" ] && [ -n "$HAS_CACHE" ]; then
 	BENCH_L2_FLAGS="-cache-memory 0"
 fi
@@ -99,9 +100,19 @@ start_server() { # extra flags...
 	wait_port "$PORT"
 }
 
+# SIGTERM (graceful, -grace-period 1), then SIGKILL if it is still there after 10 s.
+stop_pid() {
+	kill "$1" 2>/dev/null || true
+	for _ in $(seq 1 100); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -9 "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
 stop_server() {
-	kill "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
+	stop_pid "$SERVER_PID"
 	SERVER_PID=""
 }
 
@@ -261,8 +272,7 @@ rss=0
 for p in $(pgrep -P "$NGINX_PID"); do rss=$((rss + $(peak_mib "$p"))); done
 echo "nginx_hit $line cpu_ms=$(awk -v a="$n0" -v b="$n1" -v n="$reqs" 'BEGIN {printf "%.3f", (b - a) * 1000 / n}') rss_mib=$rss" | tee -a "$WORK/results" >&2
 PORT=$SAVED_PORT
-kill "$NGINX_PID" 2>/dev/null || true
-wait "$NGINX_PID" 2>/dev/null || true
+stop_pid "$NGINX_PID"
 NGINX_PID=""
 
 # ---------------------------------------------------------------------------------------------

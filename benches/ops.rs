@@ -272,6 +272,16 @@ fn bench_operations(c: &mut Criterion) {
             render(img.resize_to(300, 169).unwrap())
         })
     });
+    // An image already in memory (rotated, smart-cropped, a pipeline step): libvips 8.14's box
+    // pre-shrink is pathologically slow on those (see imgedge_resize in shim.c).
+    let in_memory = Image::load(jpg.clone(), Access::Random, FailOn::None)
+        .unwrap()
+        .random_access()
+        .unwrap();
+    let in_memory = Image::from_pixels(&in_memory.to_pixels().unwrap(), 1920, 1080, 3).unwrap();
+    g.bench_function("jpeg_2mp/in_memory_resize_quarter", |b| {
+        b.iter(|| render(in_memory.resize_to(480, 270).unwrap()))
+    });
     let small = Image::load_jpeg_shrunk(jpg.clone(), 4, FailOn::None)
         .unwrap()
         .resize_to(300, 169)

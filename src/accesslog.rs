@@ -118,7 +118,10 @@ mod tests {
             line("172.17.0.1", at, "POST", "/pipeline?x=1", "HTTP/1.1", 200, 48211, Duration::from_micros(84_200)),
             "172.17.0.1 - - [14/Jan/2025 05:15:09] \"POST /pipeline?x=1 HTTP/1.1\" 200 48211 0.0842"
         );
-        assert_eq!(clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000 00:00:00");
+        assert_eq!(
+            clf_time(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "29/Feb/2000 00:00:00"
+        );
     }
 
     #[test]

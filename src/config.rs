@@ -199,7 +199,10 @@ pub fn usage() -> String {
             (Kind::Bool, "false") | (Kind::Str, "") => String::new(),
             _ => format!(" (default {})", f.default),
         };
-        out.push_str(&format!("  -{}{}\n        {}{}\n", f.name, arg, f.help, default));
+        out.push_str(&format!(
+            "  -{}{}\n        {}{}\n",
+            f.name, arg, f.help, default
+        ));
     }
     out.push_str(
         "\nEnvironment: PORT overrides -p; URL_SIGNATURE_KEY overrides -url-signature-key;\n\
@@ -310,7 +313,9 @@ fn parse_flags(args: Vec<String>) -> Result<Values, ConfigError> {
             (_, Some(v)) => v,
             (_, None) => {
                 let Some(v) = args.get(i) else {
-                    return Err(ConfigError::Usage(format!("flag needs an argument: -{name}")));
+                    return Err(ConfigError::Usage(format!(
+                        "flag needs an argument: -{name}"
+                    )));
                 };
                 i += 1;
                 v.clone()
@@ -431,7 +436,10 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
             .parse()
             .map_err(|_| ConfigError::Invalid("-cache-ttl must be a number of seconds".into()))?,
         source_memory_bytes: size("source-cache", file.cache.source_memory)?,
-        negative_ttl_secs: file.cache.negative_ttl.unwrap_or(defaults.negative_ttl_secs),
+        negative_ttl_secs: file
+            .cache
+            .negative_ttl
+            .unwrap_or(defaults.negative_ttl_secs),
         ..defaults
     };
     let cache_post = match file.cache.post {
@@ -490,8 +498,10 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         forward_headers: values.list("forward-headers"),
         enable_url_signature,
         url_signature_key,
-        allowed_origins: crate::policy::origins::OriginRules::parse(&values.list("allowed-origins"))
-            .map_err(ConfigError::Invalid)?,
+        allowed_origins: crate::policy::origins::OriginRules::parse(
+            &values.list("allowed-origins"),
+        )
+        .map_err(ConfigError::Invalid)?,
         allow_private_origins: values.bool("allow-private-origins"),
         max_allowed_size: values.int("max-allowed-size").max(0) as u64,
         max_allowed_resolution: values.float("max-allowed-resolution"),
@@ -697,7 +707,9 @@ pub fn parse_go_int(s: &str) -> Option<i64> {
     };
     // Underscores only between digits, or right after a base prefix (Go's `underscoreOK`).
     if digits.contains('_')
-        && ((!prefixed && digits.starts_with('_')) || digits.ends_with('_') || digits.contains("__"))
+        && ((!prefixed && digits.starts_with('_'))
+            || digits.ends_with('_')
+            || digits.contains("__"))
     {
         return None;
     }
@@ -806,8 +818,14 @@ mod tests {
 
     #[test]
     fn bind_address_and_ipv6() {
-        assert_eq!(serve(&["-a", "127.0.0.1", "-p", "1"]).listen.to_string(), "127.0.0.1:1");
-        assert_eq!(serve(&["-a", "[::1]", "-p", "1"]).listen.to_string(), "[::1]:1");
+        assert_eq!(
+            serve(&["-a", "127.0.0.1", "-p", "1"]).listen.to_string(),
+            "127.0.0.1:1"
+        );
+        assert_eq!(
+            serve(&["-a", "[::1]", "-p", "1"]).listen.to_string(),
+            "[::1]:1"
+        );
         assert!(matches!(
             parse(["-a", "example.org"], &no_env),
             Err(ConfigError::Invalid(_))
@@ -844,7 +862,11 @@ mod tests {
             ConfigError::Invalid("URL signature key is required".into())
         );
         assert_eq!(
-            parse(["-enable-url-signature", "-url-signature-key", "short"], &no_env).unwrap_err(),
+            parse(
+                ["-enable-url-signature", "-url-signature-key", "short"],
+                &no_env
+            )
+            .unwrap_err(),
             ConfigError::Invalid("URL signature key must be a minimum of 32 characters".into())
         );
     }

@@ -49,7 +49,10 @@ impl Metrics {
         };
         let m = Metrics {
             requests: IntCounterVec::new(
-                Opts::new("requests_total", "Requests answered, by endpoint and status"),
+                Opts::new(
+                    "requests_total",
+                    "Requests answered, by endpoint and status",
+                ),
                 &["endpoint", "status"],
             )?,
             request_seconds: hist(
@@ -75,7 +78,10 @@ impl Metrics {
                 &["reason"],
             )?,
             source_cache: IntCounterVec::new(
-                Opts::new("source_cache_total", "Origin sources: fresh hits, revalidations, fetches"),
+                Opts::new(
+                    "source_cache_total",
+                    "Origin sources: fresh hits, revalidations, fetches",
+                ),
                 &["result"],
             )?,
             pool_waiting: IntGauge::new("pool_waiting", "Transforms waiting for an image worker")?,
@@ -124,32 +130,104 @@ fn render_cache(out: &mut String, s: &CacheStats) {
         ("cache_memory_hits_total", "L1 hits", s.memory_hits),
         ("cache_memory_misses_total", "L1 misses", s.memory_misses),
         ("cache_memory_inserts_total", "L1 inserts", s.memory_inserts),
-        ("cache_memory_evictions_total", "L1 evictions by size", s.memory_evictions),
-        ("cache_memory_expirations_total", "L1 entries expired", s.memory_expirations),
-        ("cache_memory_skipped_total", "Variants too large for L1", s.memory_skipped_too_large),
+        (
+            "cache_memory_evictions_total",
+            "L1 evictions by size",
+            s.memory_evictions,
+        ),
+        (
+            "cache_memory_expirations_total",
+            "L1 entries expired",
+            s.memory_expirations,
+        ),
+        (
+            "cache_memory_skipped_total",
+            "Variants too large for L1",
+            s.memory_skipped_too_large,
+        ),
         ("cache_disk_hits_total", "L2 hits", s.disk_hits),
         ("cache_disk_misses_total", "L2 misses", s.disk_misses),
         ("cache_disk_inserts_total", "L2 inserts", s.disk_inserts),
-        ("cache_disk_inserted_bytes_total", "Bytes handed to L2", s.disk_inserted_bytes),
-        ("cache_disk_skipped_total", "Variants larger than an L2 block", s.disk_skipped_too_large),
-        ("cache_disk_expired_removed_total", "Expired L2 entries removed", s.disk_expired_removed),
-        ("cache_disk_unreadable_total", "Foreign or old-format L2 records removed", s.disk_unreadable),
+        (
+            "cache_disk_inserted_bytes_total",
+            "Bytes handed to L2",
+            s.disk_inserted_bytes,
+        ),
+        (
+            "cache_disk_skipped_total",
+            "Variants larger than an L2 block",
+            s.disk_skipped_too_large,
+        ),
+        (
+            "cache_disk_expired_removed_total",
+            "Expired L2 entries removed",
+            s.disk_expired_removed,
+        ),
+        (
+            "cache_disk_unreadable_total",
+            "Foreign or old-format L2 records removed",
+            s.disk_unreadable,
+        ),
         ("cache_disk_errors_total", "L2 read errors", s.disk_errors),
-        ("cache_disk_dropped_writes_total", "L2 writes dropped under pressure", s.disk_dropped_writes),
-        ("cache_disk_io_write_bytes_total", "Bytes written to L2 files", s.disk_io_write_bytes),
-        ("cache_disk_io_read_bytes_total", "Bytes read from L2 files", s.disk_io_read_bytes),
-        ("cache_stale_generation_removed_total", "Entries of purged sources removed", s.stale_generation_removed),
-        ("cache_produce_total", "Variants produced (misses that did work)", s.produce_calls),
-        ("cache_produce_failures_total", "Productions that failed", s.produce_failures),
-        ("cache_coalesced_waiters_total", "Requests that waited for another's production", s.coalesced_waiters),
+        (
+            "cache_disk_dropped_writes_total",
+            "L2 writes dropped under pressure",
+            s.disk_dropped_writes,
+        ),
+        (
+            "cache_disk_io_write_bytes_total",
+            "Bytes written to L2 files",
+            s.disk_io_write_bytes,
+        ),
+        (
+            "cache_disk_io_read_bytes_total",
+            "Bytes read from L2 files",
+            s.disk_io_read_bytes,
+        ),
+        (
+            "cache_stale_generation_removed_total",
+            "Entries of purged sources removed",
+            s.stale_generation_removed,
+        ),
+        (
+            "cache_produce_total",
+            "Variants produced (misses that did work)",
+            s.produce_calls,
+        ),
+        (
+            "cache_produce_failures_total",
+            "Productions that failed",
+            s.produce_failures,
+        ),
+        (
+            "cache_coalesced_waiters_total",
+            "Requests that waited for another's production",
+            s.coalesced_waiters,
+        ),
     ];
     let gauges: &[(&str, &str, u64)] = &[
         ("cache_memory_bytes", "Bytes in L1", s.memory_bytes),
         ("cache_memory_entries", "Entries in L1", s.memory_entries),
-        ("cache_memory_capacity_bytes", "L1 capacity", s.memory_capacity_bytes),
-        ("cache_disk_used_bytes", "Bytes in L2 blocks", s.disk_used_bytes),
-        ("cache_disk_capacity_bytes", "L2 capacity", s.disk_capacity_bytes),
-        ("cache_purged_sources", "Sources purged since the last purge-all", s.purged_sources),
+        (
+            "cache_memory_capacity_bytes",
+            "L1 capacity",
+            s.memory_capacity_bytes,
+        ),
+        (
+            "cache_disk_used_bytes",
+            "Bytes in L2 blocks",
+            s.disk_used_bytes,
+        ),
+        (
+            "cache_disk_capacity_bytes",
+            "L2 capacity",
+            s.disk_capacity_bytes,
+        ),
+        (
+            "cache_purged_sources",
+            "Sources purged since the last purge-all",
+            s.purged_sources,
+        ),
     ];
     for (kind, list) in [("counter", counters), ("gauge", gauges)] {
         for (name, help, value) in list {
@@ -176,7 +254,11 @@ mod tests {
             ..CacheStats::default()
         }));
         assert!(text.contains("imgedge_requests_total{endpoint=\"resize\",status=\"200\"}"));
-        assert!(text.contains("imgedge_transform_duration_seconds_bucket{format=\"jpeg\",operation=\"resize\""));
-        assert!(text.contains("# TYPE imgedge_cache_memory_hits_total counter\nimgedge_cache_memory_hits_total 7\n"));
+        assert!(text.contains(
+            "imgedge_transform_duration_seconds_bucket{format=\"jpeg\",operation=\"resize\""
+        ));
+        assert!(text.contains(
+            "# TYPE imgedge_cache_memory_hits_total counter\nimgedge_cache_memory_hits_total 7\n"
+        ));
     }
 }

@@ -14,7 +14,10 @@ fn url_source() -> Vec<&'static str> {
 
 #[test]
 fn fifty_concurrent_cold_requests_fetch_once_then_memory_then_disk_after_restart() {
-    let origin = Origin::start(vec![("/a.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
+    let origin = Origin::start(vec![(
+        "/a.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")),
+    )]);
     let s = Imgedge::start(&url_source());
     let path = format!("/resize?width=300&url={}", enc(&origin.url("/a.jpg")));
     let url = s.url(&path);
@@ -24,7 +27,11 @@ fn fifty_concurrent_cold_requests_fetch_once_then_memory_then_disk_after_restart
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(origin.hits("/a.jpg"), 1, "one origin fetch for 50 concurrent misses");
+    assert_eq!(
+        origin.hits("/a.jpg"),
+        1,
+        "one origin fetch for 50 concurrent misses"
+    );
     for r in &replies {
         assert_eq!(r.status, 200);
         assert_eq!(r.body, replies[0].body, "identical bodies");
@@ -73,13 +80,19 @@ fn etag_and_if_none_match() {
     );
     assert_eq!(other.status, 200);
     // A different variant has a different tag.
-    assert_ne!(s.get("/resize?width=201&file=scene.jpg").header("etag"), Some(etag.as_str()));
+    assert_ne!(
+        s.get("/resize?width=201&file=scene.jpg").header("etag"),
+        Some(etag.as_str())
+    );
 }
 
 #[test]
 fn equivalent_queries_share_one_variant() {
     let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
-    assert_eq!(s.get("/resize?width=300&file=scene.jpg").header("x-cache"), Some("MISS"));
+    assert_eq!(
+        s.get("/resize?width=300&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
     for same in [
         "/resize?width=0300&file=scene.jpg",
         "/resize?file=scene.jpg&width=300&foo=1",
@@ -87,7 +100,10 @@ fn equivalent_queries_share_one_variant() {
     ] {
         assert_eq!(s.get(same).header("x-cache"), Some("HIT-MEMORY"), "{same}");
     }
-    assert_eq!(s.get("/resize?width=301&file=scene.jpg").header("x-cache"), Some("MISS"));
+    assert_eq!(
+        s.get("/resize?width=301&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
     // Negotiated formats are separate variants, and say so.
     let webp = request(
         "GET",
@@ -125,7 +141,10 @@ fn fresh_sources_serve_many_variants_with_one_fetch() {
     let s = Imgedge::start(&url_source());
     let src = enc(&origin.url("/f.jpg"));
     for width in [100, 120, 140] {
-        assert_eq!(s.get(&format!("/resize?width={width}&url={src}")).status, 200);
+        assert_eq!(
+            s.get(&format!("/resize?width={width}&url={src}")).status,
+            200
+        );
     }
     assert_eq!(origin.total(), 1);
 }
@@ -167,13 +186,22 @@ fn post_results_are_cached_only_when_asked() {
     let r = s.post("/resize?width=100", "image/jpeg", &body);
     assert_eq!(r.header("x-cache"), Some("BYPASS"));
     let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-cache-post"]);
-    assert_eq!(s.post("/resize?width=100", "image/jpeg", &body).header("x-cache"), Some("MISS"));
     assert_eq!(
-        s.post("/resize?width=100", "image/jpeg", &body).header("x-cache"),
+        s.post("/resize?width=100", "image/jpeg", &body)
+            .header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        s.post("/resize?width=100", "image/jpeg", &body)
+            .header("x-cache"),
         Some("HIT-MEMORY")
     );
     let other = sample("badge.png");
-    assert_eq!(s.post("/resize?width=100", "image/png", &other).header("x-cache"), Some("MISS"));
+    assert_eq!(
+        s.post("/resize?width=100", "image/png", &other)
+            .header("x-cache"),
+        Some("MISS")
+    );
 }
 
 #[test]
@@ -186,18 +214,37 @@ fn tiers_can_be_switched_off() {
         "-cache-disk",
         "0",
     ]);
-    assert_eq!(s.get("/resize?width=100&file=scene.jpg").header("x-cache"), Some("MISS"));
-    assert_eq!(s.get("/resize?width=100&file=scene.jpg").header("x-cache"), Some("MISS"));
+    assert_eq!(
+        s.get("/resize?width=100&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        s.get("/resize?width=100&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
     let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-cache-memory", "0"]);
     s.get("/resize?width=100&file=scene.jpg");
-    assert_eq!(s.get("/resize?width=100&file=scene.jpg").header("x-cache"), Some("HIT-DISK"));
+    assert_eq!(
+        s.get("/resize?width=100&file=scene.jpg").header("x-cache"),
+        Some("HIT-DISK")
+    );
 }
 
 #[test]
 fn purge_one_variant_a_source_or_everything() {
-    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-admin-key", "adm1n"]);
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-admin-key",
+        "adm1n",
+    ]);
     let purge = |q: &str, key: &str| {
-        request("POST", &s.url(&format!("/admin/purge?{q}")), &[("Admin-Key", key)], Some(b""))
+        request(
+            "POST",
+            &s.url(&format!("/admin/purge?{q}")),
+            &[("Admin-Key", key)],
+            Some(b""),
+        )
     };
     s.get("/resize?width=100&file=scene.jpg");
     s.get("/resize?width=110&file=scene.jpg");
@@ -206,15 +253,30 @@ fn purge_one_variant_a_source_or_everything() {
 
     let variant = enc("/resize?width=100&file=scene.jpg");
     assert_eq!(purge(&format!("variant={variant}"), "adm1n").status, 200);
-    assert_eq!(s.get("/resize?width=100&file=scene.jpg").header("x-cache"), Some("MISS"));
-    assert_eq!(s.get("/resize?width=110&file=scene.jpg").header("x-cache"), Some("HIT-MEMORY"));
+    assert_eq!(
+        s.get("/resize?width=100&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        s.get("/resize?width=110&file=scene.jpg").header("x-cache"),
+        Some("HIT-MEMORY")
+    );
 
     assert_eq!(purge("source=scene.jpg", "adm1n").status, 200);
-    assert_eq!(s.get("/resize?width=110&file=scene.jpg").header("x-cache"), Some("MISS"));
-    assert_eq!(s.get("/resize?width=100&file=badge.png").header("x-cache"), Some("HIT-MEMORY"));
+    assert_eq!(
+        s.get("/resize?width=110&file=scene.jpg").header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(
+        s.get("/resize?width=100&file=badge.png").header("x-cache"),
+        Some("HIT-MEMORY")
+    );
 
     assert_eq!(purge("all=true", "adm1n").status, 200);
-    assert_eq!(s.get("/resize?width=100&file=badge.png").header("x-cache"), Some("MISS"));
+    assert_eq!(
+        s.get("/resize?width=100&file=badge.png").header("x-cache"),
+        Some("MISS")
+    );
     // Without -admin-key the endpoint does not exist.
     let plain = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
     let r = request("POST", &plain.url("/admin/purge?all=true"), &[], Some(b""));
@@ -232,6 +294,8 @@ fn metrics_count_tiers_and_requests() {
     assert!(text.contains("imgedge_cache_memory_hits_total 1"), "{text}");
     assert!(text.contains("imgedge_cache_produce_total 1"));
     assert!(text.contains("imgedge_requests_total{endpoint=\"resize\",status=\"200\"} 2"));
-    assert!(text.contains("imgedge_transform_duration_seconds_count{format=\"jpeg\",operation=\"resize\"} 1"));
+    assert!(text.contains(
+        "imgedge_transform_duration_seconds_count{format=\"jpeg\",operation=\"resize\"} 1"
+    ));
     assert!(text.contains("imgedge_process_resident_memory_bytes"));
 }

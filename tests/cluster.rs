@@ -128,7 +128,6 @@ fn haproxy_binary() -> &'static str {
     panic!("haproxy is not installed: run `make deps` (it installs Debian's haproxy package)");
 }
 
-
 /// Served-by and X-Cache of one response through HAProxy, asserting it is a good image.
 fn served(r: &Reply) -> (String, String) {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));

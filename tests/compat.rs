@@ -72,10 +72,16 @@ fn cors_headers_and_a_working_preflight() {
     );
     assert_eq!(pre.status, 204);
     assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
-    assert!(pre.header("access-control-allow-methods").unwrap().contains("GET"));
+    assert!(pre
+        .header("access-control-allow-methods")
+        .unwrap()
+        .contains("GET"));
     // Without -cors, OPTIONS is imaginary's 405.
     let plain = Imgedge::start(&["-mount", &mount()]);
-    assert_eq!(request("OPTIONS", &plain.url("/resize"), &[], None).status, 405);
+    assert_eq!(
+        request("OPTIONS", &plain.url("/resize"), &[], None).status,
+        405
+    );
 }
 
 #[test]
@@ -92,19 +98,32 @@ fn http_cache_ttl_marks_images_not_errors() {
     assert!(s.get("/health").header("cache-control").is_none());
     let zero = Imgedge::start(&["-mount", &mount(), "-http-cache-ttl", "0"]);
     assert_eq!(
-        zero.get("/resize?width=100&file=scene.jpg").header("cache-control"),
+        zero.get("/resize?width=100&file=scene.jpg")
+            .header("cache-control"),
         Some("private, no-cache, no-store, must-revalidate")
     );
 }
 
 #[test]
 fn return_size_and_disabled_endpoints() {
-    let s = Imgedge::start(&["-mount", &mount(), "-return-size", "-disable-endpoints", " Blur ,form"]);
+    let s = Imgedge::start(&[
+        "-mount",
+        &mount(),
+        "-return-size",
+        "-disable-endpoints",
+        " Blur ,form",
+    ]);
     let r = s.get("/resize?width=300&file=scene.jpg");
     assert_eq!(r.header("image-width"), Some("300"));
     assert_eq!(r.header("image-height"), Some("200"));
-    assert!(s.get("/info?file=scene.jpg").header("image-width").is_none());
-    assert_eq!(s.get("/blur?sigma=2&file=scene.jpg").error(501), "Not implemented endpoint");
+    assert!(s
+        .get("/info?file=scene.jpg")
+        .header("image-width")
+        .is_none());
+    assert_eq!(
+        s.get("/blur?sigma=2&file=scene.jpg").error(501),
+        "Not implemented endpoint"
+    );
     assert_eq!(s.get("/form").error(501), "Not implemented endpoint");
     assert_eq!(s.get("/health").status, 200);
 }
@@ -150,7 +169,10 @@ fn nextcloud_preview_requests_work() {
         "image/png",
         &sample("badge.png"),
     );
-    assert_eq!((r.status, r.size(), r.format()), (200, (64, 64), ImageType::Png));
+    assert_eq!(
+        (r.status, r.size(), r.format()),
+        (200, (64, 64), ImageType::Png)
+    );
 
     // SVG: converted first, then fitted, as webp.
     let svg = serde_json::json!([
@@ -163,7 +185,10 @@ fn nextcloud_preview_requests_work() {
         "image/svg+xml",
         &sample("scene.svg"),
     );
-    assert_eq!((r.status, r.size(), r.format()), (200, (200, 133), ImageType::Webp));
+    assert_eq!(
+        (r.status, r.size(), r.format()),
+        (200, (200, 133), ImageType::Webp)
+    );
 
     // Errors carry a `message` Nextcloud can show.
     let r = s.post(

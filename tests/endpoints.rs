@@ -46,7 +46,12 @@ fn sizes_match_imaginarys_geometry() {
     ];
     for (path, size, format) in cases {
         let r = s.get(path);
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!((r.size(), r.format()), (*size, *format), "{path}");
     }
 }
@@ -70,8 +75,15 @@ fn every_output_format_with_its_content_type() {
         assert_eq!((decoded.width, decoded.height), (64, 43), "{t}");
     }
     // imaginary's spelling rules: `jpg` is not a type, `JPEG` is.
-    assert_eq!(s.get("/resize?width=64&type=jpg&file=scene.jpg").error(400), "Unsupported output image format");
-    assert_eq!(s.get("/resize?width=64&type=JPEG&file=scene.jpg").header("content-type"), Some("image/jpeg"));
+    assert_eq!(
+        s.get("/resize?width=64&type=jpg&file=scene.jpg").error(400),
+        "Unsupported output image format"
+    );
+    assert_eq!(
+        s.get("/resize?width=64&type=JPEG&file=scene.jpg")
+            .header("content-type"),
+        Some("image/jpeg")
+    );
     let msg = s.get("/convert?type=svg&file=scene.jpg").error(400);
     assert!(msg.contains("Unsupported image output type"), "{msg}");
 }
@@ -82,7 +94,11 @@ fn inputs_imaginary_could_not_read() {
     // AVIF and HEIF in (imaginary: 406), GIF and SVG without a type (imaginary: 400).
     for t in ["avif", "heif"] {
         let encoded = s.get(&format!("/convert?type={t}&file=badge.png")).body;
-        let r = s.post("/resize?width=100&type=png", &format!("image/{t}"), &encoded);
+        let r = s.post(
+            "/resize?width=100&type=png",
+            &format!("image/{t}"),
+            &encoded,
+        );
         assert_eq!((r.status, r.size()), (200, (100, 75)), "{t} input");
     }
     let gif = s.get("/resize?width=200&file=small.gif");
@@ -91,10 +107,16 @@ fn inputs_imaginary_could_not_read() {
     assert_eq!((svg.size(), svg.format()), ((160, 107), ImageType::Png));
     // PDF: the first page, rendered at 72 DPI (imaginary needs a type too; PDF cannot be saved).
     let pdf = s.get("/convert?type=png&file=page.pdf");
-    assert_eq!((pdf.status, pdf.size(), pdf.format()), (200, (200, 100), ImageType::Png));
+    assert_eq!(
+        (pdf.status, pdf.size(), pdf.format()),
+        (200, (200, 100), ImageType::Png)
+    );
     assert_eq!(s.get("/info?file=page.pdf").json()["type"], "pdf");
     let info = s.get("/info?file=scene.svg").json();
-    assert_eq!((info["width"].as_u64(), info["type"].as_str()), (Some(1600), Some("svg")));
+    assert_eq!(
+        (info["width"].as_u64(), info["type"].as_str()),
+        (Some(1600), Some("svg"))
+    );
 }
 
 /// A JPEG whose pixels are stored sideways with EXIF Orientation 6 (rotate 90° to display).
@@ -103,7 +125,13 @@ fn sideways_jpeg() -> Vec<u8> {
     let upright = Image::load_bytes(&sample("scene.jpg"), Access::Random).unwrap();
     let sideways = upright.rotate(270).unwrap().with_orientation(6).unwrap();
     sideways
-        .save(&Saver::Jpeg { quality: 80, interlace: false }, false)
+        .save(
+            &Saver::Jpeg {
+                quality: 80,
+                interlace: false,
+            },
+            false,
+        )
         .unwrap()
 }
 
@@ -112,11 +140,18 @@ fn exif_orientation_is_applied_once() {
     let s = server();
     let jpeg = sideways_jpeg();
     let stored = vips::read_header(&jpeg).unwrap();
-    assert_eq!((stored.width, stored.height, stored.exif_orientation), (1067, 1600, 6));
+    assert_eq!(
+        (stored.width, stored.height, stored.exif_orientation),
+        (1067, 1600, 6)
+    );
     let r = s.post("/resize?width=300", "image/jpeg", &jpeg);
     assert_eq!(r.size(), (300, 200), "displayed orientation");
     let out = vips::read_header(&r.body).unwrap();
-    assert!(out.exif_orientation <= 1, "the tag must not rotate it again: {}", out.exif_orientation);
+    assert!(
+        out.exif_orientation <= 1,
+        "the tag must not rotate it again: {}",
+        out.exif_orientation
+    );
     // /autorotate: same, at full size; norotation keeps the stored pixels.
     let r = s.post("/autorotate", "image/jpeg", &jpeg);
     assert_eq!(r.size(), (1600, 1067));
@@ -124,12 +159,18 @@ fn exif_orientation_is_applied_once() {
     assert_eq!(r.size(), (300, 450));
     // /info reports what is stored, as imaginary does.
     let info = s.post("/info", "image/jpeg", &jpeg).json();
-    assert_eq!((info["width"].as_u64(), info["orientation"].as_u64()), (Some(1067), Some(6)));
+    assert_eq!(
+        (info["width"].as_u64(), info["orientation"].as_u64()),
+        (Some(1067), Some(6))
+    );
 }
 
 #[test]
 fn watermark_image_from_an_allowed_origin() {
-    let origin = Origin::start(vec![("/logo.png", Resource::ok("image/png", sample("badge.png")))]);
+    let origin = Origin::start(vec![(
+        "/logo.png",
+        Resource::ok("image/png", sample("badge.png")),
+    )]);
     let s = Imgedge::start(&[
         "-mount",
         testdata().to_str().unwrap(),
@@ -138,14 +179,25 @@ fn watermark_image_from_an_allowed_origin() {
         &format!("http://{}/", origin.addr),
     ]);
     let logo = enc(&origin.url("/logo.png"));
-    let r = s.get(&format!("/watermarkimage?image={logo}&top=10&left=10&opacity=0.5&file=scene.jpg"));
+    let r = s.get(&format!(
+        "/watermarkimage?image={logo}&top=10&left=10&opacity=0.5&file=scene.jpg"
+    ));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.size(), (1600, 1067));
-    assert_eq!(s.get("/watermarkimage?file=scene.jpg").error(400), "Error while processing the image: Missing required param: image");
+    assert_eq!(
+        s.get("/watermarkimage?file=scene.jpg").error(400),
+        "Error while processing the image: Missing required param: image"
+    );
     // Outside the allow-list: refused, never fetched.
-    let other = Origin::start(vec![("/logo.png", Resource::ok("image/png", sample("badge.png")))]);
+    let other = Origin::start(vec![(
+        "/logo.png",
+        Resource::ok("image/png", sample("badge.png")),
+    )]);
     let msg = s
-        .get(&format!("/watermarkimage?image={}&file=scene.jpg", enc(&other.url("/logo.png"))))
+        .get(&format!(
+            "/watermarkimage?image={}&file=scene.jpg",
+            enc(&other.url("/logo.png"))
+        ))
         .error(400);
     assert!(msg.starts_with("not allowed remote URL origin:"), "{msg}");
     assert_eq!(other.total(), 0);
@@ -160,7 +212,10 @@ fn pipeline_chains_operations() {
         {"operation": "flip", "ignore_failure": true},
         {"operation": "rotate", "params": {"rotate": "90"}}
     ]);
-    let r = s.get(&format!("/pipeline?operations={}&file=scene.jpg", enc(&ops.to_string())));
+    let r = s.get(&format!(
+        "/pipeline?operations={}&file=scene.jpg",
+        enc(&ops.to_string())
+    ));
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!((r.size(), r.format()), ((260, 300), ImageType::Webp));
     assert!(r.header("vary").is_none(), "pipeline does not negotiate");
@@ -169,18 +224,31 @@ fn pipeline_chains_operations() {
         {"operation": "extract", "params": {"top": 5000, "left": 0, "areawidth": 10, "areaheight": 10}},
     ]);
     let msg = s
-        .get(&format!("/pipeline?operations={}&file=scene.jpg", enc(&failing.to_string())))
+        .get(&format!(
+            "/pipeline?operations={}&file=scene.jpg",
+            enc(&failing.to_string())
+        ))
         .error(400);
-    assert!(msg.starts_with("Error while processing the image:"), "{msg}");
+    assert!(
+        msg.starts_with("Error while processing the image:"),
+        "{msg}"
+    );
     let ignored = serde_json::json!([
         {"operation": "extract", "ignore_failure": true, "params": {"top": 5000, "areawidth": 10, "areaheight": 10}},
         {"operation": "resize", "params": {"width": 100}}
     ]);
-    let r = s.get(&format!("/pipeline?operations={}&file=scene.jpg", enc(&ignored.to_string())));
+    let r = s.get(&format!(
+        "/pipeline?operations={}&file=scene.jpg",
+        enc(&ignored.to_string())
+    ));
     assert_eq!(r.size(), (100, 67));
     let bad = serde_json::json!([{"operation": "watermarkimage"}]);
     assert_eq!(
-        s.get(&format!("/pipeline?operations={}&file=scene.jpg", enc(&bad.to_string()))).error(400),
+        s.get(&format!(
+            "/pipeline?operations={}&file=scene.jpg",
+            enc(&bad.to_string())
+        ))
+        .error(400),
         "Error while processing the image: Unsupported operation name: watermarkimage"
     );
 }

@@ -59,7 +59,10 @@ fn resize_from_a_mounted_file() {
     let r = s.get("/resize?width=300&file=scene.jpg");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
-    assert_eq!(r.header("content-length").unwrap(), r.body.len().to_string());
+    assert_eq!(
+        r.header("content-length").unwrap(),
+        r.body.len().to_string()
+    );
     assert_eq!(r.format(), ImageType::Jpeg);
     assert_eq!(r.size(), (300, 200));
 }
@@ -71,7 +74,11 @@ fn resize_from_a_raw_post_body() {
     assert_eq!(r.status, 200);
     assert_eq!(r.size(), (300, 200));
     // The Content-Type of the upload does not matter: the bytes are sniffed.
-    let r = s.post("/resize?height=100", "application/octet-stream", &sample("badge.png"));
+    let r = s.post(
+        "/resize?height=100",
+        "application/octet-stream",
+        &sample("badge.png"),
+    );
     assert_eq!(r.header("content-type"), Some("image/png"));
     assert_eq!(r.size(), (133, 100));
 }
@@ -85,12 +92,18 @@ fn resize_from_a_multipart_upload() {
     // Both sides given: exactly that box, the picture embedded (imaginary's /resize).
     assert_eq!(r.size(), (300, 300));
     let (ct, body) = multipart("other", &sample("scene.jpg"));
-    assert_eq!(s.post("/resize?width=300", &ct, &body).error(400), "http: no such file");
+    assert_eq!(
+        s.post("/resize?width=300", &ct, &body).error(400),
+        "http: no such file"
+    );
 }
 
 #[test]
 fn resize_from_an_origin_url() {
-    let origin = Origin::start(vec![("/img/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
+    let origin = Origin::start(vec![(
+        "/img/scene.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")),
+    )]);
     let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
     let url = enc(&origin.url("/img/scene.jpg"));
     let r = s.get(&format!("/resize?width=300&url={url}"));
@@ -103,21 +116,70 @@ fn resize_from_an_origin_url() {
 fn every_core_endpoint_gives_imaginarys_sizes() {
     let s = mounted();
     let cases: &[(&str, (usize, usize), ImageType)] = &[
-        ("/resize?width=300&file=scene.jpg", (300, 200), ImageType::Jpeg),
-        ("/resize?width=400&height=400&nocrop=false&file=scene.jpg", (400, 400), ImageType::Jpeg),
-        ("/crop?width=400&height=400&file=scene.jpg", (400, 400), ImageType::Jpeg),
-        ("/crop?width=500&file=scene.jpg", (500, 1067), ImageType::Jpeg),
-        ("/thumbnail?width=100&file=badge.png", (100, 75), ImageType::Png),
-        ("/thumbnail?width=100&height=100&file=badge.png", (100, 100), ImageType::Png),
-        ("/fit?width=300&height=300&file=scene.jpg", (300, 200), ImageType::Jpeg),
-        ("/fit?width=300&height=100&file=scene.jpg", (150, 100), ImageType::Jpeg),
-        ("/convert?type=png&file=scene.webp", (1600, 1067), ImageType::Png),
-        ("/convert?type=webp&file=scene.jpg", (1600, 1067), ImageType::Webp),
-        ("/convert?type=jpeg&file=badge.png", (800, 600), ImageType::Jpeg),
+        (
+            "/resize?width=300&file=scene.jpg",
+            (300, 200),
+            ImageType::Jpeg,
+        ),
+        (
+            "/resize?width=400&height=400&nocrop=false&file=scene.jpg",
+            (400, 400),
+            ImageType::Jpeg,
+        ),
+        (
+            "/crop?width=400&height=400&file=scene.jpg",
+            (400, 400),
+            ImageType::Jpeg,
+        ),
+        (
+            "/crop?width=500&file=scene.jpg",
+            (500, 1067),
+            ImageType::Jpeg,
+        ),
+        (
+            "/thumbnail?width=100&file=badge.png",
+            (100, 75),
+            ImageType::Png,
+        ),
+        (
+            "/thumbnail?width=100&height=100&file=badge.png",
+            (100, 100),
+            ImageType::Png,
+        ),
+        (
+            "/fit?width=300&height=300&file=scene.jpg",
+            (300, 200),
+            ImageType::Jpeg,
+        ),
+        (
+            "/fit?width=300&height=100&file=scene.jpg",
+            (150, 100),
+            ImageType::Jpeg,
+        ),
+        (
+            "/convert?type=png&file=scene.webp",
+            (1600, 1067),
+            ImageType::Png,
+        ),
+        (
+            "/convert?type=webp&file=scene.jpg",
+            (1600, 1067),
+            ImageType::Webp,
+        ),
+        (
+            "/convert?type=jpeg&file=badge.png",
+            (800, 600),
+            ImageType::Jpeg,
+        ),
     ];
     for (path, size, format) in cases {
         let r = s.get(path);
-        assert_eq!(r.status, 200, "{path}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            200,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(r.size(), *size, "{path}");
         assert_eq!(r.format(), *format, "{path}");
     }
@@ -126,10 +188,17 @@ fn every_core_endpoint_gives_imaginarys_sizes() {
 #[test]
 fn content_types_follow_the_output() {
     let s = mounted();
-    for (t, ct) in [("jpeg", "image/jpeg"), ("png", "image/png"), ("webp", "image/webp")] {
+    for (t, ct) in [
+        ("jpeg", "image/jpeg"),
+        ("png", "image/png"),
+        ("webp", "image/webp"),
+    ] {
         let r = s.get(&format!("/convert?type={t}&file=badge.png"));
         assert_eq!(r.header("content-type"), Some(ct), "{t}");
-        assert_eq!(r.header("content-length").unwrap(), r.body.len().to_string());
+        assert_eq!(
+            r.header("content-length").unwrap(),
+            r.body.len().to_string()
+        );
     }
 }
 
@@ -164,7 +233,10 @@ fn info_describes_the_source() {
     assert_eq!(v["hasAlpha"], true);
     assert_eq!(v["channels"], 4);
     let body = String::from_utf8(r.body.clone()).unwrap();
-    assert!(body.starts_with("{\"width\":800,\"height\":600,\"type\":\"png\""), "{body}");
+    assert!(
+        body.starts_with("{\"width\":800,\"height\":600,\"type\":\"png\""),
+        "{body}"
+    );
     let r = s.post("/info", "image/jpeg", &sample("scene.jpg"));
     assert_eq!(r.json()["type"], "jpeg");
     assert_eq!(r.json()["hasAlpha"], false);
@@ -174,7 +246,12 @@ fn info_describes_the_source() {
 fn head_is_served_like_get_without_a_body() {
     let s = mounted();
     let get = s.get("/resize?width=300&file=scene.jpg");
-    let head = common::request("HEAD", &s.url("/resize?width=300&file=scene.jpg"), &[], None);
+    let head = common::request(
+        "HEAD",
+        &s.url("/resize?width=300&file=scene.jpg"),
+        &[],
+        None,
+    );
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), get.header("content-length"));
@@ -182,10 +259,18 @@ fn head_is_served_like_get_without_a_body() {
 
 #[test]
 fn path_prefix_moves_every_route() {
-    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap(), "-path-prefix", "/api/"]);
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-path-prefix",
+        "/api/",
+    ]);
     assert_eq!(s.get("/api").status, 200);
     assert_eq!(s.get("/api/health").status, 200);
-    assert_eq!(s.get("/api/resize?width=300&file=scene.jpg").size(), (300, 200));
+    assert_eq!(
+        s.get("/api/resize?width=300&file=scene.jpg").size(),
+        (300, 200)
+    );
     let r = s.get("/resize?width=300&file=scene.jpg");
     assert_eq!(r.status, 404);
     assert_eq!(r.body, b"404 page not found\n");
@@ -209,23 +294,43 @@ fn empty_body_is_refused() {
 fn unsupported_media_is_406() {
     let s = mounted();
     assert_eq!(
-        s.post("/resize?width=300", "text/plain", b"hello, this is not an image").error(406),
+        s.post(
+            "/resize?width=300",
+            "text/plain",
+            b"hello, this is not an image"
+        )
+        .error(406),
         "Unsupported media type"
     );
     // BMP is not an input imaginary accepts either.
     let mut bmp = b"BM".to_vec();
     bmp.extend_from_slice(&[0; 64]);
-    assert_eq!(s.post("/resize?width=3", "image/bmp", &bmp).error(406), "Unsupported media type");
+    assert_eq!(
+        s.post("/resize?width=3", "image/bmp", &bmp).error(406),
+        "Unsupported media type"
+    );
 }
 
 #[test]
 fn missing_params_name_what_is_missing() {
     let s = mounted();
     let cases = [
-        ("/resize?file=scene.jpg", "Missing required param: height or width"),
-        ("/crop?file=scene.jpg", "Missing required param: height or width"),
-        ("/thumbnail?file=scene.jpg", "Missing required params: width or height"),
-        ("/fit?width=100&file=scene.jpg", "Missing required params: height, width"),
+        (
+            "/resize?file=scene.jpg",
+            "Missing required param: height or width",
+        ),
+        (
+            "/crop?file=scene.jpg",
+            "Missing required param: height or width",
+        ),
+        (
+            "/thumbnail?file=scene.jpg",
+            "Missing required params: width or height",
+        ),
+        (
+            "/fit?width=100&file=scene.jpg",
+            "Missing required params: height, width",
+        ),
         ("/convert?file=scene.jpg", "Missing required param: type"),
     ];
     for (path, missing) in cases {
@@ -248,7 +353,13 @@ fn missing_params_name_what_is_missing() {
 #[test]
 fn files_outside_the_mount_are_refused() {
     let s = mounted();
-    for file in ["../Cargo.toml", "..%2FCargo.toml", "/etc/passwd", "missing.jpg", "%2e%2e/Cargo.toml"] {
+    for file in [
+        "../Cargo.toml",
+        "..%2FCargo.toml",
+        "/etc/passwd",
+        "missing.jpg",
+        "%2e%2e/Cargo.toml",
+    ] {
         assert_eq!(
             s.get(&format!("/resize?width=10&file={file}")).error(400),
             "Invalid file path",
@@ -266,55 +377,97 @@ fn bad_and_failing_urls() {
     let origin = Origin::start(vec![
         ("/empty.jpg", Resource::ok("image/jpeg", vec![])),
         ("/moved.jpg", Resource::redirect("/scene.jpg")),
-        ("/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg"))),
+        (
+            "/scene.jpg",
+            Resource::ok("image/jpeg", sample("scene.jpg")),
+        ),
     ]);
     let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins"]);
-    for bad in ["ftp://example.org/a.jpg", "not a url", "file:///etc/passwd", "http://"] {
+    for bad in [
+        "ftp://example.org/a.jpg",
+        "not a url",
+        "file:///etc/passwd",
+        "http://",
+    ] {
         assert_eq!(
-            s.get(&format!("/resize?width=10&url={}", enc(bad))).error(400),
+            s.get(&format!("/resize?width=10&url={}", enc(bad)))
+                .error(400),
             "Invalid image URL",
             "{bad}"
         );
     }
     let missing = origin.url("/missing.jpg");
     assert_eq!(
-        s.get(&format!("/resize?width=10&url={}", enc(&missing))).error(404),
+        s.get(&format!("/resize?width=10&url={}", enc(&missing)))
+            .error(404),
         format!("error fetching remote http image: (status=404) (url={missing})")
     );
     assert_eq!(
-        s.get(&format!("/resize?width=10&url={}", enc(&origin.url("/empty.jpg")))).error(400),
+        s.get(&format!(
+            "/resize?width=10&url={}",
+            enc(&origin.url("/empty.jpg"))
+        ))
+        .error(400),
         "Empty or unreadable image"
     );
-    let r = s.get(&format!("/resize?width=300&url={}", enc(&origin.url("/moved.jpg"))));
+    let r = s.get(&format!(
+        "/resize?width=300&url={}",
+        enc(&origin.url("/moved.jpg"))
+    ));
     assert_eq!(r.size(), (300, 200));
     // Nothing listens on port 9 of loopback.
-    let refused = s.get("/resize?width=10&url=http%3A%2F%2F127.0.0.1%3A9%2Fa.jpg").error(400);
-    assert!(refused.starts_with("error fetching remote http image:"), "{refused}");
+    let refused = s
+        .get("/resize?width=10&url=http%3A%2F%2F127.0.0.1%3A9%2Fa.jpg")
+        .error(400);
+    assert!(
+        refused.starts_with("error fetching remote http image:"),
+        "{refused}"
+    );
 }
 
 #[test]
 fn redirects_are_rechecked_against_allowed_origins() {
-    let other = Origin::start(vec![("/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
+    let other = Origin::start(vec![(
+        "/scene.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")),
+    )]);
     let allowed = Origin::start(vec![(
         "/img/hop.jpg",
         Resource::redirect(&other.url("/scene.jpg")),
     )]);
     let allow = format!("http://{}/img/", allowed.addr);
-    let s = Imgedge::start(&["-enable-url-source", "-allow-private-origins", "-allowed-origins", &allow]);
+    let s = Imgedge::start(&[
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-allowed-origins",
+        &allow,
+    ]);
     let msg = s
-        .get(&format!("/resize?width=10&url={}", enc(&allowed.url("/img/hop.jpg"))))
+        .get(&format!(
+            "/resize?width=10&url={}",
+            enc(&allowed.url("/img/hop.jpg"))
+        ))
         .error(400);
-    assert_eq!(msg, format!("not allowed remote URL origin: {}/scene.jpg", other.addr));
+    assert_eq!(
+        msg,
+        format!("not allowed remote URL origin: {}/scene.jpg", other.addr)
+    );
     assert_eq!(other.total(), 0, "the redirect target was contacted");
     let msg = s
-        .get(&format!("/resize?width=10&url={}", enc(&allowed.url("/secret/x.jpg"))))
+        .get(&format!(
+            "/resize?width=10&url={}",
+            enc(&allowed.url("/secret/x.jpg"))
+        ))
         .error(400);
     assert!(msg.starts_with("not allowed remote URL origin:"));
 }
 
 #[test]
 fn sources_need_their_own_flag() {
-    let origin = Origin::start(vec![("/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg")))]);
+    let origin = Origin::start(vec![(
+        "/scene.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")),
+    )]);
     // Only -mount: ?url= is not a source (imaginary would fetch it).
     let s = mounted();
     let url = enc(&origin.url("/scene.jpg"));
@@ -336,7 +489,11 @@ fn sources_need_their_own_flag() {
         "GET method not allowed. Make sure remote URL source is enabled by using the flag: -enable-url-source"
     );
     // POST still works.
-    assert_eq!(s.post("/resize?width=300", "image/jpeg", &sample("scene.jpg")).size(), (300, 200));
+    assert_eq!(
+        s.post("/resize?width=300", "image/jpeg", &sample("scene.jpg"))
+            .size(),
+        (300, 200)
+    );
 }
 
 #[test]
@@ -357,8 +514,13 @@ fn garbage_that_looks_like_an_image_is_a_clean_400() {
     let s = mounted();
     let mut truncated = sample("scene.jpg");
     truncated.truncate(300);
-    let msg = s.post("/resize?width=100", "image/jpeg", &truncated).error(400);
-    assert!(msg.starts_with("Error while processing the image:"), "{msg}");
+    let msg = s
+        .post("/resize?width=100", "image/jpeg", &truncated)
+        .error(400);
+    assert!(
+        msg.starts_with("Error while processing the image:"),
+        "{msg}"
+    );
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     png.extend_from_slice(&[0xff; 100]);
     let msg = s.post("/info", "image/png", &png).error(400);
@@ -374,8 +536,14 @@ fn access_log_is_imaginarys_format_without_secrets() {
     assert_eq!(r.status, 200);
     assert_eq!(s.get("/health").error(401), "Invalid or missing API key");
     let log = s.access_log();
-    let line = log.lines().find(|l| l.contains("/resize")).expect("a /resize line");
+    let line = log
+        .lines()
+        .find(|l| l.contains("/resize"))
+        .expect("a /resize line");
     assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
-    assert!(line.contains("\"GET /resize?width=300&file=scene.jpg&key=REDACTED HTTP/1.1\" 200 "), "{line}");
+    assert!(
+        line.contains("\"GET /resize?width=300&file=scene.jpg&key=REDACTED HTTP/1.1\" 200 "),
+        "{line}"
+    );
     assert!(!log.contains("s3cret"));
 }

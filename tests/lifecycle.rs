@@ -20,7 +20,12 @@ fn help_prints_usage_and_exits_1() {
     let out = imgedge(&["-h"]);
     assert_eq!(out.status.code(), Some(1));
     let usage = String::from_utf8_lossy(&out.stderr);
-    for flag in ["-p <int>", "-mount <string>", "-enable-url-source", "-path-prefix"] {
+    for flag in [
+        "-p <int>",
+        "-mount <string>",
+        "-enable-url-source",
+        "-path-prefix",
+    ] {
         assert!(usage.contains(flag), "{flag} missing from:\n{usage}");
     }
 }
@@ -29,7 +34,10 @@ fn help_prints_usage_and_exits_1() {
 fn version_prints_and_exits_1() {
     let out = imgedge(&["-v"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        env!("CARGO_PKG_VERSION")
+    );
 }
 
 #[test]
@@ -37,7 +45,10 @@ fn unknown_flags_and_bad_values_exit_2_with_usage() {
     let out = imgedge(&["-no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("flag provided but not defined: -no-such-flag"), "{err}");
+    assert!(
+        err.starts_with("flag provided but not defined: -no-such-flag"),
+        "{err}"
+    );
     assert!(err.contains("-enable-url-source"));
     let out = imgedge(&["-p", "eighty"]);
     assert_eq!(out.status.code(), Some(2));
@@ -61,7 +72,16 @@ fn invalid_settings_exit_1_with_a_message() {
 fn port_env_overrides_the_flag() {
     let port = common::free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-        .args(["-a", "127.0.0.1", "-p", "1", "-grace-period", "0", "-cache-disk", "0"])
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "1",
+            "-grace-period",
+            "0",
+            "-cache-disk",
+            "0",
+        ])
         .env("PORT", port.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -77,6 +97,9 @@ fn sigterm_and_sigint_stop_an_idle_server_quickly() {
         let mut s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
         assert_eq!(s.get("/health").status, 200);
         let took = s.stop_with(signal);
-        assert!(took < Duration::from_secs(8), "signal {signal} took {took:?}");
+        assert!(
+            took < Duration::from_secs(8),
+            "signal {signal} took {took:?}"
+        );
     }
 }

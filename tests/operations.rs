@@ -609,8 +609,6 @@ fn dockerfile_runs_unprivileged_with_a_healthcheck_and_the_imaginary_alias() {
 // Helpers: a process on a chosen port, raw HTTP, a gated origin, bounded load
 // ---------------------------------------------------------------------------------------------
 
-
-
 /// An imgedge process on a port the test chooses (the upgrade needs two on the same one).
 struct Node {
     child: Child,

@@ -7,7 +7,6 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-
 use common::{request, sample, Imgedge, Origin, Resource};
 use imagesize::ImageType;
 
@@ -26,8 +25,14 @@ fn with_origins(yaml: &str, extra: &[&str]) -> Imgedge {
 #[test]
 fn a_site_behind_a_prefix_transforms_and_passes_through() {
     let origin = Origin::start(vec![
-        ("/img/scene.jpg", Resource::ok("image/jpeg", sample("scene.jpg"))),
-        ("/img/notes.txt", Resource::ok("text/plain", b"hello".to_vec())),
+        (
+            "/img/scene.jpg",
+            Resource::ok("image/jpeg", sample("scene.jpg")),
+        ),
+        (
+            "/img/notes.txt",
+            Resource::ok("text/plain", b"hello".to_vec()),
+        ),
     ]);
     let s = with_origins(
         &format!(
@@ -50,14 +55,28 @@ fn a_site_behind_a_prefix_transforms_and_passes_through() {
     let txt = s.get("/photos/notes.txt");
     assert_eq!((txt.status, txt.body.as_slice()), (200, &b"hello"[..]));
     assert_eq!(txt.header("content-type"), Some("text/plain"));
-    assert_eq!(s.get("/photos/missing.jpg?width=10").error(404).split(':').next(), Some("error fetching remote http image"));
+    assert_eq!(
+        s.get("/photos/missing.jpg?width=10")
+            .error(404)
+            .split(':')
+            .next(),
+        Some("error fetching remote http image")
+    );
     assert_eq!(s.get("/photos/scene.jpg?op=explode&width=1").status, 400);
-    assert_eq!(s.post("/photos/scene.jpg?width=1", "image/jpeg", b"x").status, 405);
+    assert_eq!(
+        s.post("/photos/scene.jpg?width=1", "image/jpeg", b"x")
+            .status,
+        405
+    );
 }
 
 fn s3s_fs() -> PathBuf {
     let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("s3s-fs"))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(home) = std::env::var_os("CARGO_HOME").or_else(|| {
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo").into_os_string())
@@ -91,14 +110,23 @@ fn s3() -> S3 {
     let port = common::free_port();
     let child = Command::new(s3s_fs())
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", "AKIDIMGEDGE", "--secret-key", "imgedge-test-secret"])
+        .args([
+            "--access-key",
+            "AKIDIMGEDGE",
+            "--secret-key",
+            "imgedge-test-secret",
+        ])
         .arg(root.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start s3s-fs");
     common::wait_listening(([127, 0, 0, 1], port).into());
-    S3 { child, port, _root: root }
+    S3 {
+        child,
+        port,
+        _root: root,
+    }
 }
 
 fn s3_yaml(port: u16, secret: &str) -> String {
@@ -111,14 +139,26 @@ fn s3_yaml(port: u16, secret: &str) -> String {
 fn a_private_bucket_is_served_through_sigv4() {
     let store = s3();
     // The bucket is private: an unsigned request is refused by the store itself.
-    let direct = request("GET", &format!("http://127.0.0.1:{}/photos/scene.jpg", store.port), &[], None);
-    assert_eq!(direct.status, 403, "the bucket must be private for this test to mean anything");
+    let direct = request(
+        "GET",
+        &format!("http://127.0.0.1:{}/photos/scene.jpg", store.port),
+        &[],
+        None,
+    );
+    assert_eq!(
+        direct.status, 403,
+        "the bucket must be private for this test to mean anything"
+    );
 
     let s = with_origins(&s3_yaml(store.port, "imgedge-test-secret"), &[]);
     let r = s.get("/photos/scene.jpg?width=300&type=png");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!((r.size(), r.format()), ((300, 200), ImageType::Png));
-    assert_eq!(s.get("/photos/scene.jpg?width=300&type=png").header("x-cache"), Some("HIT-MEMORY"));
+    assert_eq!(
+        s.get("/photos/scene.jpg?width=300&type=png")
+            .header("x-cache"),
+        Some("HIT-MEMORY")
+    );
     // Passthrough is signed too, and streams the object untouched.
     let raw = s.get("/photos/scene.jpg");
     assert_eq!(raw.status, 200);

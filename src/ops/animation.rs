@@ -190,8 +190,6 @@ mod tests {
         )
     }
 
-
-
     fn resize(width: u32, output: Option<ImageType>) -> Plan {
         Plan::transform(
             Endpoint::Resize,
@@ -377,7 +375,14 @@ mod tests {
                 },
                 (40, 30),
             ),
-            (Endpoint::Zoom, Options { zoom: 1, ..Options::imaginary() }, (80, 60)),
+            (
+                Endpoint::Zoom,
+                Options {
+                    zoom: 1,
+                    ..Options::imaginary()
+                },
+                (80, 60),
+            ),
             (
                 Endpoint::Blur,
                 Options {
@@ -435,10 +440,7 @@ mod tests {
         ];
         let wm_png = Image::test_pattern(10, 10, 4)
             .unwrap()
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
+            .save(&Saver::QUICK_PNG, false)
             .unwrap();
         let watermarks = vec![("http://h/w.png".to_string(), wm_png)];
         for (endpoint, o, (w, h)) in cases {
@@ -569,7 +571,13 @@ mod tests {
         );
         let (format, w, h, n, ..) = go(&plan, &still);
         assert_eq!((format, w, h, n), (ImageType::Gif, 20, 40, 1));
-        let zoom = Plan::transform(Endpoint::Zoom, Options { zoom: 1, ..Options::imaginary() });
+        let zoom = Plan::transform(
+            Endpoint::Zoom,
+            Options {
+                zoom: 1,
+                ..Options::imaginary()
+            },
+        );
         let (_, w, h, n, ..) = go(&zoom, &still);
         assert_eq!((w, h, n), (80, 40, 1));
         // The first frame of an animation made in an earlier pipeline step carries its frame

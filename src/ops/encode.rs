@@ -175,7 +175,6 @@ mod tests {
     use crate::ops::format::sniff;
     use crate::ops::vips::Access;
 
-
     #[test]
     fn defaults_fill_zero_values() {
         let e = Encoding::from_options(ImageType::Jpeg, &Options::default());

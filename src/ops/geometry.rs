@@ -445,7 +445,6 @@ pub fn output_size(o: &Options, w0: u32, h0: u32) -> Result<(u32, u32), String> 
 mod tests {
     use super::*;
 
-
     /// Options as each endpoint forces them (spec §7); what `plan.rs` produces.
     fn resize(w: u32, h: u32) -> Options {
         Options {
@@ -689,7 +688,10 @@ mod tests {
 
     #[test]
     fn zoom_replicates_then_optionally_cuts() {
-        let o = Options { zoom: 2, ..Options::imaginary() };
+        let o = Options {
+            zoom: 2,
+            ..Options::imaginary()
+        };
         assert_eq!(size(&o, 40, 30), (120, 90));
         // area after zoom, in zoomed coordinates; a missing area size defaults to the pre-zoom size
         let a = Options {

@@ -95,7 +95,6 @@ pub(crate) fn check_animation(width: u32, height: u32, frames: u32) -> Result<()
 mod tests {
     use super::*;
 
-
     fn check(o: &Options, w0: u32, h0: u32, frames: u32) -> Result<(), VipsError> {
         check_process(o, &geometry::layout(o, w0, h0), w0, h0, frames)
     }
@@ -130,9 +129,21 @@ mod tests {
     #[test]
     fn zoom_enlarge_and_embed_are_bounded() {
         // /zoom?factor=40 on 1600×1067: 2.9 Gpx
-        let zoom = Options { zoom: 40, ..Options::imaginary() };
+        let zoom = Options {
+            zoom: 40,
+            ..Options::imaginary()
+        };
         assert!(check(&zoom, 1600, 1067, 1).is_err());
-        assert!(check(&Options { zoom: 4, ..Options::imaginary() }, 1600, 1067, 1).is_ok());
+        assert!(check(
+            &Options {
+                zoom: 4,
+                ..Options::imaginary()
+            },
+            1600,
+            1067,
+            1
+        )
+        .is_ok());
         // zoom then a small area: only the area is computed
         let area = Options {
             zoom: 40,

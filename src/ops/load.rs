@@ -155,15 +155,7 @@ mod tests {
     #[test]
     fn scaled_hits_exact_sizes_for_every_path() {
         let jpeg = Source::open(encoded(640, 480, JPEG), ImageType::Jpeg).unwrap();
-        let png = Source::open(
-            encoded(
-                640,
-                480,
-                Saver::QUICK_PNG,
-            ),
-            ImageType::Png,
-        )
-        .unwrap();
+        let png = Source::open(encoded(640, 480, Saver::QUICK_PNG), ImageType::Png).unwrap();
         let webp = Source::open(
             encoded(
                 640,

@@ -18,18 +18,18 @@ pub mod vips;
 
 // The run steps behind `run::run`, one file per image step (imgproxy `processing/` style),
 // listed in the order `process.rs` applies them.
-mod load;
-mod orient;
-mod zoom;
-mod resize;
+mod blur;
 mod crop;
 mod embed;
-mod blur;
-mod watermark;
-mod flatten;
 mod encode;
+mod flatten;
 mod info;
+mod load;
+mod orient;
 mod process;
+mod resize;
+mod watermark;
+mod zoom;
 // Animated GIF/WebP: every frame through the steps above (`animation.rs`).
 mod animation;
 
@@ -37,14 +37,18 @@ pub use format::ImageType;
 pub use options::{Endpoint, Options};
 pub use params::Params;
 pub use plan::Plan;
-pub use run::{probe, run, Header, Output};
+pub use run::{probe, run, run_limited, Header, Output};
 
 /// Why a transform could not be made. Each variant maps to one imaginary error (spec §13).
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpError {
     /// A query param failed to parse: 400 `Error while processing parameters, error while
     /// processing parameter "<name>" with value "<value>", error: <cause>`.
-    Param { name: String, value: String, cause: String },
+    Param {
+        name: String,
+        value: String,
+        cause: String,
+    },
     /// `type` is not an output format we know: 400 `Unsupported output image format`.
     OutputFormat,
     /// The input is not an image type we decode: 406 `Unsupported media type`.

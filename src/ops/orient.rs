@@ -149,12 +149,7 @@ mod tests {
             .unwrap();
         let img = Image::load_bytes(&jpeg, Access::Sequential).unwrap();
         let up = autorotate(&img).unwrap();
-        let out = up
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
-            .unwrap();
+        let out = up.save(&Saver::QUICK_PNG, false).unwrap();
         let back = Image::load_bytes(&out, Access::Random).unwrap();
         assert_eq!((back.width(), back.height()), (20, 40));
     }

@@ -106,18 +106,8 @@ mod tests {
         t.width = 100;
         let out = text(&img, &t).unwrap();
         assert_eq!((out.width(), out.height(), out.bands()), (300, 200, 3));
-        let png = out
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
-            .unwrap();
-        let before = img
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
-            .unwrap();
+        let png = out.save(&Saver::QUICK_PNG, false).unwrap();
+        let before = img.save(&Saver::QUICK_PNG, false).unwrap();
         assert_ne!(png, before, "text was drawn");
         // a margin too small for the text to show (it sits 100 px into its tile): unchanged
         let mut hidden = t.clone();
@@ -140,10 +130,7 @@ mod tests {
         let img = Image::test_pattern(100, 80, 3).unwrap();
         let mark = Image::test_pattern(30, 30, 3)
             .unwrap()
-            .save(
-                &Saver::QUICK_PNG,
-                false,
-            )
+            .save(&Saver::QUICK_PNG, false)
             .unwrap();
         let w = ImageWatermark {
             url: "http://x/w.png".into(),

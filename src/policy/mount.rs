@@ -39,7 +39,8 @@ fn contain(mount: &Path, file: &str) -> Result<PathBuf, Error> {
         }
     }
     // Then the file system's answer: symlinks resolved, must still be under the mount.
-    let canonical = std::fs::canonicalize(mount.join(&relative)).map_err(|_| Error::InvalidFilePath)?;
+    let canonical =
+        std::fs::canonicalize(mount.join(&relative)).map_err(|_| Error::InvalidFilePath)?;
     if !canonical.starts_with(mount) || !canonical.is_file() {
         return Err(Error::InvalidFilePath);
     }

@@ -23,7 +23,9 @@ impl OriginRules {
         let mut origins = Vec::new();
         for entry in entries {
             let url = Url::parse(entry).map_err(|e| {
-                format!("-allowed-origins: {entry:?} is not a URL ({e}); write it as https://host/path")
+                format!(
+                    "-allowed-origins: {entry:?} is not a URL ({e}); write it as https://host/path"
+                )
             })?;
             let host = host_with_port(&url).ok_or_else(|| {
                 format!("-allowed-origins: {entry:?} has no host; write it as https://host/path")
@@ -102,7 +104,10 @@ mod tests {
         let bucket = rules(&["https://s3.amazonaws.com/bucket/"]);
         assert!(allowed(&bucket, "https://s3.amazonaws.com/bucket/a/b.png"));
         assert!(!allowed(&bucket, "https://s3.amazonaws.com/other/x.png"));
-        assert!(!allowed(&bucket, "https://s3.amazonaws.com/bucket/../other/x.png"));
+        assert!(!allowed(
+            &bucket,
+            "https://s3.amazonaws.com/bucket/../other/x.png"
+        ));
 
         let some = rules(&["https://s3.amazonaws.com/some-*"]);
         assert!(allowed(&some, "https://s3.amazonaws.com/some-bucket/x"));

@@ -50,7 +50,11 @@ impl RateLimit {
         if clients.len() >= SWEEP_AT {
             clients.retain(|_, tat| *tat > now);
         }
-        let tat = clients.get(&client).copied().filter(|t| *t > now).unwrap_or(now);
+        let tat = clients
+            .get(&client)
+            .copied()
+            .filter(|t| *t > now)
+            .unwrap_or(now);
         let limit = ("X-RateLimit-Limit", (self.burst + 1).to_string());
         if tat.duration_since(now) > self.tolerance {
             let retry = tat.duration_since(now) - self.tolerance;
@@ -59,7 +63,10 @@ impl RateLimit {
                 headers: vec![
                     limit,
                     ("X-RateLimit-Remaining", "0".to_string()),
-                    ("X-RateLimit-Reset", ceil_secs(tat.duration_since(now)).to_string()),
+                    (
+                        "X-RateLimit-Reset",
+                        ceil_secs(tat.duration_since(now)).to_string(),
+                    ),
                     ("Retry-After", ceil_secs(retry).to_string()),
                 ],
             };
@@ -67,7 +74,9 @@ impl RateLimit {
         let next = tat + self.interval;
         clients.insert(client, next);
         let ahead = next.duration_since(now);
-        let remaining = ((self.tolerance + self.interval).saturating_sub(ahead).as_secs_f64()
+        let remaining = ((self.tolerance + self.interval)
+            .saturating_sub(ahead)
+            .as_secs_f64()
             / self.interval.as_secs_f64()
             + 1e-9)
             .floor() as u64;

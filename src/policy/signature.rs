@@ -31,7 +31,12 @@ impl Signer {
     }
 
     /// Checks `sign` in constant time; then the optional `expires` param against `now`.
-    pub fn verify(&self, path: &str, pairs: &[(String, String)], now_unix: u64) -> Result<(), Error> {
+    pub fn verify(
+        &self,
+        path: &str,
+        pairs: &[(String, String)],
+        now_unix: u64,
+    ) -> Result<(), Error> {
         let given = pairs
             .iter()
             .find(|(k, _)| k == "sign")
@@ -81,7 +86,9 @@ fn query_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -100,11 +107,17 @@ mod tests {
     fn imaginarys_test_vectors() {
         let s = Signer::new(KEY);
         assert_eq!(
-            s.sign("/resize", &pairs("file=image.jpg&height=200&type=jpeg&width=300")),
+            s.sign(
+                "/resize",
+                &pairs("file=image.jpg&height=200&type=jpeg&width=300")
+            ),
             "ruEWRoFO-ic-L38vTsjqIYE6DLZ532CTaZXOh1gwuVo"
         );
         assert_eq!(
-            s.sign("/crop", &pairs("height=200&url=http%3A%2F%2Fexample.com%2Fa+b.jpg&width=300")),
+            s.sign(
+                "/crop",
+                &pairs("height=200&url=http%3A%2F%2Fexample.com%2Fa+b.jpg&width=300")
+            ),
             "Uc6JDIh_LGY2t_gikf0H8wuCK6FLbvjWAD6IO8eXb5g"
         );
     }
@@ -128,15 +141,26 @@ mod tests {
             format!("file=image.jpg&height=200&type=jpeg&{sign}"),
             "file=image.jpg&height=200&type=jpeg&width=300".to_string(),
         ] {
-            assert_eq!(s.verify("/resize", &pairs(&q), 0), Err(Error::UrlSignatureMismatch), "{q}");
+            assert_eq!(
+                s.verify("/resize", &pairs(&q), 0),
+                Err(Error::UrlSignatureMismatch),
+                "{q}"
+            );
         }
         // Another endpoint, same query.
         let q = format!("file=image.jpg&height=200&type=jpeg&width=300&{sign}");
-        assert_eq!(s.verify("/crop", &pairs(&q), 0), Err(Error::UrlSignatureMismatch));
+        assert_eq!(
+            s.verify("/crop", &pairs(&q), 0),
+            Err(Error::UrlSignatureMismatch)
+        );
         // Padding or the standard alphabet is not imaginary's encoding: 400.
         for bad in ["abc=", "ab+/", "!!"] {
             let q = format!("width=1&sign={}", bad.replace('+', "%2B"));
-            assert_eq!(s.verify("/resize", &pairs(&q), 0), Err(Error::InvalidUrlSignature), "{bad}");
+            assert_eq!(
+                s.verify("/resize", &pairs(&q), 0),
+                Err(Error::InvalidUrlSignature),
+                "{bad}"
+            );
         }
     }
 
@@ -144,13 +168,19 @@ mod tests {
     fn expiry_is_signed_and_enforced() {
         let s = Signer::new(KEY);
         let q = pairs("width=300&file=a.jpg&expires=1000");
-        let signed = format!("width=300&file=a.jpg&expires=1000&sign={}", s.sign("/resize", &q));
+        let signed = format!(
+            "width=300&file=a.jpg&expires=1000&sign={}",
+            s.sign("/resize", &q)
+        );
         assert_eq!(s.verify("/resize", &pairs(&signed), 999), Ok(()));
         assert!(matches!(
             s.verify("/resize", &pairs(&signed), 1001),
             Err(Error::Message { status: 403, .. })
         ));
         let moved = signed.replace("expires=1000", "expires=9999");
-        assert_eq!(s.verify("/resize", &pairs(&moved), 999), Err(Error::UrlSignatureMismatch));
+        assert_eq!(
+            s.verify("/resize", &pairs(&moved), 999),
+            Err(Error::UrlSignatureMismatch)
+        );
     }
 }

@@ -33,10 +33,10 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::cache::{unix_now, Cache, Key, Outcome, SourceId, Variant};
 use crate::config::Config;
+use crate::error;
 use crate::error::Error;
 use crate::metrics::metrics;
 use crate::ops::{self, Endpoint, Params, Plan};
-use crate::error;
 use crate::policy;
 use crate::policy::pool::Pool;
 use crate::policy::ratelimit::RateLimit;
@@ -99,7 +99,11 @@ impl Edge {
             producer: Arc::new(Producer {
                 cfg: cfg.clone(),
                 pool: Arc::new(Pool::new(cfg.workers, cfg.queue, QUEUE_WAIT)),
-                origin: Arc::new(OriginClient::new(rules, origin_cap, cfg.allow_private_origins)),
+                origin: Arc::new(OriginClient::new(
+                    rules,
+                    origin_cap,
+                    cfg.allow_private_origins,
+                )),
                 trusted: Arc::new(OriginClient::new(Default::default(), origin_cap, true)),
                 cache,
             }),
@@ -132,9 +136,12 @@ impl Edge {
         }
         let pairs = ops::params::query_pairs(session.req_header().uri.query().unwrap_or_default());
         let mut image = placeholder.reply(&self.producer.pool, error, &pairs).await;
-        image
-            .headers
-            .extend(reply.headers.into_iter().filter(|(n, _)| *n != "Content-Type"));
+        image.headers.extend(
+            reply
+                .headers
+                .into_iter()
+                .filter(|(n, _)| *n != "Content-Type"),
+        );
         image
     }
 
@@ -201,10 +208,14 @@ impl Edge {
             }
             (None, route) => self.route_reply(session, route, &raw_query, &pairs).await,
         };
-        if self.cfg.cors && (method == Method::GET || method == Method::POST || method == Method::HEAD) {
+        if self.cfg.cors
+            && (method == Method::GET || method == Method::POST || method == Method::HEAD)
+        {
             reply.vary("Origin");
             if origin_header {
-                reply.headers.push(("Access-Control-Allow-Origin", "*".to_string()));
+                reply
+                    .headers
+                    .push(("Access-Control-Allow-Origin", "*".to_string()));
             }
         }
         self.cache_headers(&mut reply, &method, &path);
@@ -367,7 +378,10 @@ impl Edge {
         let (input, identity) = match source::select(&self.cfg, post, pairs)? {
             Source::Body => {
                 let body = source::read_body(session, self.cfg.max_body_size).await?;
-                let identity = self.cfg.cache_post.then(|| format!("body:{}", sha256_hex(&body)));
+                let identity = self
+                    .cfg
+                    .cache_post
+                    .then(|| format!("body:{}", sha256_hex(&body)));
                 (Input::Bytes(body), identity)
             }
             Source::File(path) => {
@@ -379,7 +393,10 @@ impl Edge {
                 // Credentials make a response personal: such variants are keyed by them too.
                 let identity = match forwarded.is_empty() {
                     true => format!("url:{url}"),
-                    false => format!("url:{url}\n{}", sha256_hex(format!("{forwarded:?}").as_bytes())),
+                    false => format!(
+                        "url:{url}\n{}",
+                        sha256_hex(format!("{forwarded:?}").as_bytes())
+                    ),
                 };
                 (Input::Url(url, forwarded), Some(identity))
             }
@@ -439,7 +456,11 @@ impl Edge {
             None => origin.operation,
             Some(op) => match route::IMAGE_ENDPOINTS.iter().find(|(n, _)| *n == op) {
                 Some((_, e)) => *e,
-                None => return Reply::error(&Error::bad_request(format!("unknown op {op:?}: name an image endpoint such as resize or crop"))),
+                None => {
+                    return Reply::error(&Error::bad_request(format!(
+                        "unknown op {op:?}: name an image endpoint such as resize or crop"
+                    )))
+                }
             },
         };
         if first(pairs, "op").is_none() && Params::from_query("").is_ok_and(|none| none == params) {
@@ -479,8 +500,8 @@ impl Edge {
     /// A variant as a response: 304 when the client already has these bytes.
     fn variant_reply(&self, session: &Session, v: &Variant, x_cache: &str) -> Reply {
         let now = unix_now();
-        let not_modified = header(session, "if-none-match")
-            .is_some_and(|inm| etag_matches(&inm, &v.etag));
+        let not_modified =
+            header(session, "if-none-match").is_some_and(|inm| etag_matches(&inm, &v.etag));
         let mut reply = match not_modified {
             true => Reply::new(304, &v.content_type, Bytes::new()),
             false => Reply::new(200, &v.content_type, v.body.clone()),
@@ -490,7 +511,10 @@ impl Edge {
         .header("Age", v.age(now).to_string());
         if self.cfg.http_cache_ttl < 0 && session.req_header().method != Method::POST {
             // No imaginary TTL configured: say how long this variant stays fresh here.
-            reply = reply.header("Cache-Control", format!("public, max-age={}", v.remaining_ttl(now)));
+            reply = reply.header(
+                "Cache-Control",
+                format!("public, max-age={}", v.remaining_ttl(now)),
+            );
         }
         if self.cfg.return_size && v.content_type != "application/json" {
             reply = reply
@@ -525,11 +549,19 @@ impl Edge {
             return Reply::error(&Error::MethodNotAllowed);
         }
         let cache = &self.producer.cache;
-        let done = |what: String| Reply::json(200, format!("{{\"purged\":{}}}", error::go_json_string(&what)));
+        let done = |what: String| {
+            Reply::json(
+                200,
+                format!("{{\"purged\":{}}}", error::go_json_string(&what)),
+            )
+        };
         if first(pairs, "all").is_some_and(|v| crate::config::parse_go_bool(v) == Some(true)) {
             return match cache.purge_all().await {
                 Ok(()) => done("all".into()),
-                Err(e) => Reply::error(&Error::Message { status: 500, message: e }),
+                Err(e) => Reply::error(&Error::Message {
+                    status: 500,
+                    message: e,
+                }),
             };
         }
         if let Some(source) = first(pairs, "source").filter(|s| !s.is_empty()) {
@@ -546,7 +578,10 @@ impl Edge {
             };
             return match cache.purge_source(&SourceId::new(&name)).await {
                 Ok(()) => done(name),
-                Err(e) => Reply::error(&Error::Message { status: 500, message: e }),
+                Err(e) => Reply::error(&Error::Message {
+                    status: 500,
+                    message: e,
+                }),
             };
         }
         if let Some(variant) = first(pairs, "variant").filter(|s| !s.is_empty()) {
@@ -568,7 +603,8 @@ impl Edge {
     /// The keys one image URL can be cached under: one per format `type=auto` may negotiate.
     async fn variant_keys(&self, target: &str) -> Result<Vec<Key>, Error> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let Route::Image(endpoint) = route::resolve(&self.cfg.path_prefix, path, Some(query)) else {
+        let Route::Image(endpoint) = route::resolve(&self.cfg.path_prefix, path, Some(query))
+        else {
             return Err(Error::bad_request(format!("not an image URL: {target}")));
         };
         let params = Params::from_query(query)?;
@@ -618,7 +654,9 @@ impl Edge {
             return;
         }
         if !(200..300).contains(&reply.status) {
-            reply.headers.push(("Cache-Control", "no-store".to_string()));
+            reply
+                .headers
+                .push(("Cache-Control", "no-store".to_string()));
             return;
         }
         let expires = std::time::SystemTime::now() + Duration::from_secs(ttl as u64);
@@ -628,7 +666,9 @@ impl Edge {
             format!("public, s-maxage={ttl}, max-age={ttl}, no-transform")
         };
         reply.headers.push(("Cache-Control", control));
-        reply.headers.push(("Expires", httpdate::fmt_http_date(expires)));
+        reply
+            .headers
+            .push(("Expires", httpdate::fmt_http_date(expires)));
     }
 }
 
@@ -818,7 +858,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The first value of query param `name` (Go's `Values.Get`).
 pub fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Compares secrets without leaking where they differ through timing.

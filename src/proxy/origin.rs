@@ -114,7 +114,9 @@ impl OriginClient {
                 }
             }
         }
-        Err(fetch_error(format!("stopped after {MAX_REDIRECTS} redirects")))
+        Err(fetch_error(format!(
+            "stopped after {MAX_REDIRECTS} redirects"
+        )))
     }
 
     async fn get(&self, url: &Url, headers: &[&(String, String)]) -> Result<Hop, Error> {
@@ -136,11 +138,13 @@ impl OriginClient {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
         };
-        req.insert_header("Host", host_header).map_err(fetch_error)?;
+        req.insert_header("Host", host_header)
+            .map_err(fetch_error)?;
         req.insert_header("User-Agent", concat!("imgedge/", env!("CARGO_PKG_VERSION")))
             .map_err(fetch_error)?;
         for (name, value) in headers {
-            req.insert_header(name.clone(), value.as_str()).map_err(fetch_error)?;
+            req.insert_header(name.clone(), value.as_str())
+                .map_err(fetch_error)?;
         }
 
         let (mut session, _reused) = self
@@ -206,9 +210,12 @@ impl OriginClient {
             )));
         }
 
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(self.max_bytes) as usize);
+        let mut body =
+            BytesMut::with_capacity(declared.unwrap_or(64 * 1024).min(self.max_bytes) as usize);
         while let Some(chunk) = session.read_response_body().await.map_err(|e| {
-            Error::bad_request(format!("unable to create image from response body: {url}: {e}"))
+            Error::bad_request(format!(
+                "unable to create image from response body: {url}: {e}"
+            ))
         })? {
             if (body.len() + chunk.len()) as u64 > self.max_bytes {
                 // Chunked or lying about its length: cut off at the cap, never read on.
@@ -229,7 +236,6 @@ impl OriginClient {
             headers: validators,
         }))
     }
-
 }
 
 enum Hop {

@@ -25,7 +25,8 @@ impl Placeholder {
         let image: Arc<[u8]> = match path {
             None => BUILT_IN.into(),
             Some(p) => {
-                let bytes = std::fs::read(p).map_err(|e| format!("cannot start the server: {e}"))?;
+                let bytes =
+                    std::fs::read(p).map_err(|e| format!("cannot start the server: {e}"))?;
                 if ops::format::sniff(&bytes).is_none() || ops::probe(&bytes).is_err() {
                     return Err("Placeholder image type is not supported. Only JPEG, PNG or WEBP are supported".to_string());
                 }
@@ -61,16 +62,18 @@ impl Placeholder {
         let image = self.image.clone();
         let resized = match (width, height) {
             (0, 0) if output.is_none() => Ok(Ok(image.to_vec())),
-            _ => pool
-                .run(move || ops::run(&plan, &image, &[]).map(|o| o.bytes))
-                .await,
+            _ => {
+                pool.run(move || ops::run(&plan, &image, &[]).map(|o| o.bytes))
+                    .await
+            }
         };
         let bytes = match resized {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => return fallback(&e.to_string()),
             Err(e) => return fallback(&e.message()),
         };
-        let content_type = ops::format::sniff(&bytes).map_or("application/octet-stream", |t| t.mime());
+        let content_type =
+            ops::format::sniff(&bytes).map_or("application/octet-stream", |t| t.mime());
         let status = match self.status {
             0 => error.status(),
             s => s,

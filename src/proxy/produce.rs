@@ -58,7 +58,8 @@ impl Producer {
             Input::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
             Input::Url(url, forwarded) => {
                 let key = url.to_string();
-                self.origin_bytes(&self.origin, url, &key, &forwarded).await?
+                self.origin_bytes(&self.origin, url, &key, &forwarded)
+                    .await?
             }
             Input::Named { fetch, object } => {
                 self.origin_bytes(&self.trusted, fetch, object.as_str(), &[])
@@ -78,13 +79,9 @@ impl Producer {
         let started = Instant::now();
         let output = self
             .pool
-            .run(move || {
-                let header = ops::probe(&bytes)?;
-                if header.width as f64 * header.height as f64 / 1e6 > max_megapixels {
-                    return Err(OpError::ResolutionTooBig);
-                }
-                ops::run(&plan, &bytes, &watermarks)
-            })
+            // The resolution limit is checked from the header inside, before any pixel is
+            // decoded, with the header read once.
+            .run(move || ops::run_limited(&plan, &bytes, &watermarks, max_megapixels))
             .await
             .inspect_err(|e| {
                 if matches!(e, Error::Overloaded) {
@@ -161,14 +158,19 @@ impl Producer {
     async fn watermarks(&self, plan: &Plan) -> Result<Vec<(String, Vec<u8>)>, Error> {
         let mut fetched = Vec::new();
         for url in plan.watermark_urls() {
-            let unable = || Error::bad_request(format!("Unable to retrieve watermark image. {url}"));
+            let unable =
+                || Error::bad_request(format!("Unable to retrieve watermark image. {url}"));
             let parsed = OriginClient::parse_url(url).map_err(|_| unable())?;
-            let bytes = self.origin.fetch_body(parsed, &[]).await.map_err(|e| match e {
-                Error::Message { message, status } if message.starts_with("not allowed") => {
-                    Error::Message { message, status }
-                }
-                _ => unable(),
-            })?;
+            let bytes = self
+                .origin
+                .fetch_body(parsed, &[])
+                .await
+                .map_err(|e| match e {
+                    Error::Message { message, status } if message.starts_with("not allowed") => {
+                        Error::Message { message, status }
+                    }
+                    _ => unable(),
+                })?;
             if bytes.is_empty() {
                 return Err(Error::bad_request("Unable to read watermark image"));
             }

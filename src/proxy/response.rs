@@ -95,10 +95,14 @@ pub async fn send(session: &mut Session, reply: Reply, head: bool) -> pingora::R
     header.insert_header("Server", concat!("imgedge/", env!("CARGO_PKG_VERSION")))?;
     let len = reply.body.len();
     if head || reply.body.is_empty() {
-        session.write_response_header(Box::new(header), true).await?;
+        session
+            .write_response_header(Box::new(header), true)
+            .await?;
         return Ok(0);
     }
-    session.write_response_header(Box::new(header), false).await?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
     session.write_response_body(Some(reply.body), true).await?;
     Ok(len)
 }

@@ -77,7 +77,10 @@ pub fn resolve(prefix: &str, path: &str, query: Option<&str>) -> Route {
         "/form" => Route::Form,
         "/metrics" => Route::Metrics,
         "/admin/purge" => Route::Purge,
-        _ => match IMAGE_ENDPOINTS.iter().find(|(n, _)| rest.strip_prefix('/') == Some(*n)) {
+        _ => match IMAGE_ENDPOINTS
+            .iter()
+            .find(|(n, _)| rest.strip_prefix('/') == Some(*n))
+        {
             Some((_, e)) => Route::Image(*e),
             None if prefix == "/" => Route::NotFoundJson,
             None => Route::NotFoundPlain,
@@ -135,8 +138,14 @@ mod tests {
         assert_eq!(resolve("/", "/health/live", None), Route::Live);
         assert_eq!(resolve("/", "/health/ready", None), Route::Ready);
         assert_eq!(resolve("/", "/form", None), Route::Form);
-        assert_eq!(resolve("/", "/resize", None), Route::Image(Endpoint::Resize));
-        assert_eq!(resolve("/", "/watermarkimage", None), Route::Image(Endpoint::WatermarkImage));
+        assert_eq!(
+            resolve("/", "/resize", None),
+            Route::Image(Endpoint::Resize)
+        );
+        assert_eq!(
+            resolve("/", "/watermarkimage", None),
+            Route::Image(Endpoint::WatermarkImage)
+        );
         assert_eq!(resolve("/", "/resize/", None), Route::NotFoundJson);
         assert_eq!(resolve("/", "/Resize", None), Route::NotFoundJson);
         assert_eq!(resolve("/", "/nope", None), Route::NotFoundJson);
@@ -146,7 +155,10 @@ mod tests {
     fn non_root_prefix() {
         assert_eq!(resolve("/api", "/api", None), Route::Index);
         assert_eq!(resolve("/api", "/api/", None), Route::NotFoundPlain);
-        assert_eq!(resolve("/api", "/api/resize", None), Route::Image(Endpoint::Resize));
+        assert_eq!(
+            resolve("/api", "/api/resize", None),
+            Route::Image(Endpoint::Resize)
+        );
         assert_eq!(resolve("/api", "/resize", None), Route::NotFoundPlain);
         assert_eq!(resolve("/api", "/apiresize", None), Route::NotFoundPlain);
         assert_eq!(resolve("/api", "/api/health", None), Route::Health);
@@ -158,8 +170,14 @@ mod tests {
             resolve("/", "//resize", Some("width=1")),
             Route::Redirect("/resize?width=1".into())
         );
-        assert_eq!(resolve("/", "/a/../resize", None), Route::Redirect("/resize".into()));
-        assert_eq!(resolve("/", "/./form/", None), Route::Redirect("/form/".into()));
+        assert_eq!(
+            resolve("/", "/a/../resize", None),
+            Route::Redirect("/resize".into())
+        );
+        assert_eq!(
+            resolve("/", "/./form/", None),
+            Route::Redirect("/form/".into())
+        );
     }
 
     #[test]

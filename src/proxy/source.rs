@@ -9,8 +9,8 @@ use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use url::Url;
 
-use super::origin::OriginClient;
 use super::first;
+use super::origin::OriginClient;
 use crate::config::Config;
 use crate::error::Error;
 use crate::policy::mount;
@@ -97,7 +97,10 @@ async fn multipart_file(content_type: &str, body: Bytes) -> Result<Bytes, Error>
         .map_err(|e| Error::bad_request(e.to_string()))?
     {
         if field.name() == Some("file") {
-            return field.bytes().await.map_err(|e| Error::bad_request(e.to_string()));
+            return field
+                .bytes()
+                .await
+                .map_err(|e| Error::bad_request(e.to_string()));
         }
     }
     Err(Error::bad_request("http: no such file"))

@@ -34,7 +34,10 @@ impl NamedOrigin {
         let what = |m: String| format!("origin {:?}: {m}", c.name);
         let mut base = Url::parse(&c.url).map_err(|e| what(format!("url {:?}: {e}", c.url)))?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(what(format!("url {:?} must be http(s)://host[:port]/…", c.url)));
+            return Err(what(format!(
+                "url {:?} must be http(s)://host[:port]/…",
+                c.url
+            )));
         }
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -44,7 +47,12 @@ impl NamedOrigin {
             .iter()
             .find(|(n, _)| *n == c.operation)
             .map(|(_, e)| *e)
-            .ok_or_else(|| what(format!("operation {:?} is not an image endpoint", c.operation)))?;
+            .ok_or_else(|| {
+                what(format!(
+                    "operation {:?} is not an image endpoint",
+                    c.operation
+                ))
+            })?;
         let s3 = match &c.s3 {
             None => None,
             Some(s3) => {
@@ -184,23 +192,34 @@ mod tests {
         .unwrap();
         let (o, key) = u.find("/photos/a/b.jpg").unwrap();
         assert_eq!(key, "a/b.jpg");
-        assert_eq!(o.object_url(key).as_str(), "http://127.0.0.1:9000/base/a/b.jpg");
+        assert_eq!(
+            o.object_url(key).as_str(),
+            "http://127.0.0.1:9000/base/a/b.jpg"
+        );
         let (o, key) = u.find("/photos/raw/x.jpg").unwrap();
         assert_eq!(o.object_url(key).as_str(), "http://127.0.0.1:9001/x.jpg");
         assert!(u.find("/photos").is_none());
         assert!(u.find("/photosX/a.jpg").is_none());
         assert!(u.find("/resize").is_none());
         let (o, key) = u.find("/photos/what?.jpg").unwrap();
-        assert_eq!(o.object_url(key).as_str(), "http://127.0.0.1:9000/base/what%3F.jpg");
+        assert_eq!(
+            o.object_url(key).as_str(),
+            "http://127.0.0.1:9000/base/what%3F.jpg"
+        );
     }
 
     #[test]
     fn s3_requests_are_presigned_but_keyed_unsigned() {
         let u = Upstreams::new(&[origin("/p", "http://127.0.0.1:9000", true)]).unwrap();
         let (o, key) = u.find("/p/a b.jpg").unwrap();
-        assert_eq!(o.object_url(key).as_str(), "http://127.0.0.1:9000/photos/a%20b.jpg");
+        assert_eq!(
+            o.object_url(key).as_str(),
+            "http://127.0.0.1:9000/photos/a%20b.jpg"
+        );
         let signed = o.fetch_url(key);
-        assert!(signed.as_str().starts_with("http://127.0.0.1:9000/photos/a%20b.jpg?"));
+        assert!(signed
+            .as_str()
+            .starts_with("http://127.0.0.1:9000/photos/a%20b.jpg?"));
         let q = signed.query().unwrap();
         assert!(q.contains("X-Amz-Algorithm=AWS4-HMAC-SHA256") && q.contains("X-Amz-Signature="));
         assert!(q.contains("AKIDEXAMPLE"));
@@ -208,8 +227,13 @@ mod tests {
 
     #[test]
     fn bad_configs_name_the_origin() {
-        let err = NamedOrigin::new(&origin("/p", "ftp://x", false)).err().unwrap();
-        assert!(err.contains("origin \"t\"") && err.contains("ftp://x"), "{err}");
+        let err = NamedOrigin::new(&origin("/p", "ftp://x", false))
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("origin \"t\"") && err.contains("ftp://x"),
+            "{err}"
+        );
         let mut c = origin("/p", "http://x", false);
         c.operation = "explode".into();
         assert!(NamedOrigin::new(&c).err().unwrap().contains("explode"));

@@ -316,7 +316,12 @@ impl Origin {
                     let headers = req
                         .headers()
                         .iter()
-                        .map(|h| (h.field.to_string().to_ascii_lowercase(), h.value.to_string()))
+                        .map(|h| {
+                            (
+                                h.field.to_string().to_ascii_lowercase(),
+                                h.value.to_string(),
+                            )
+                        })
                         .collect();
                     seen.lock().unwrap().insert(path.clone(), headers);
                     *hits.lock().unwrap().entry(path.clone()).or_insert(0) += 1;

@@ -100,6 +100,7 @@ mod ffi {
             out: *mut *mut VipsImage,
             hscale: f64,
             vscale: f64,
+            sequential: c_int,
         ) -> c_int;
         pub fn imgedge_extract_area(
             im: *mut VipsImage,
@@ -985,14 +986,23 @@ impl Image {
         self.derived(None, rc, out, "set_orientation")
     }
 
-    /// Scales by `hscale`×`vscale` (Lanczos3 down, bicubic up, alpha premultiplied).
+    /// Scales by `hscale`×`vscale` (Lanczos3 down, bicubic up, alpha premultiplied). Images in
+    /// memory are reduced without libvips' box pre-shrink (see `imgedge_resize` in shim.c).
     pub fn resize(&self, hscale: f64, vscale: f64) -> Result<Image, VipsError> {
         if !(hscale.is_finite() && vscale.is_finite() && hscale > 0.0 && vscale > 0.0) {
             return Err(VipsError::new("resize: bad scale"));
         }
         let mut out = ptr::null_mut();
         // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_resize(self.raw(), &mut out, hscale, vscale) };
+        let rc = unsafe {
+            ffi::imgedge_resize(
+                self.raw(),
+                &mut out,
+                hscale,
+                vscale,
+                self.sequential as c_int,
+            )
+        };
         self.derived(None, rc, out, "resize")
     }
 

@@ -47,7 +47,8 @@ int imgedge_rot(VipsImage *in, VipsImage **out, int angle);
 int imgedge_flip(VipsImage *in, VipsImage **out, int vertical);
 int imgedge_autorot(VipsImage *in, VipsImage **out);
 int imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation);
-int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale);
+int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
+	int sequential);
 int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
 	int height);
 int imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
