@@ -252,32 +252,3 @@ fn pipeline_chains_operations() {
         "Error while processing the image: Unsupported operation name: watermarkimage"
     );
 }
-
-#[test]
-fn blur_and_info_errors_follow_imaginary() {
-    let s = server();
-    assert_eq!(
-        s.get("/blur?file=scene.jpg").error(400),
-        "Error while processing the image: Missing required param: sigma or minampl"
-    );
-    assert_eq!(
-        s.get("/rotate?file=scene.jpg").error(400),
-        "Error while processing the image: Missing required param: rotate"
-    );
-    assert_eq!(
-        s.get("/zoom?file=scene.jpg").error(400),
-        "Error while processing the image: Missing required param: factor"
-    );
-    assert_eq!(
-        s.get("/extract?areawidth=10&file=scene.jpg").error(400),
-        "Error while processing the image: Missing required params: areawidth or areaheight"
-    );
-    assert_eq!(
-        s.get("/enlarge?width=10&file=scene.jpg").error(400),
-        "Error while processing the image: Missing required params: height, width"
-    );
-    assert_eq!(
-        s.get("/watermark?file=scene.jpg").error(400),
-        "Error while processing the image: Missing required param: text"
-    );
-}
