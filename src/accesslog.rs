@@ -4,47 +4,50 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Formats one line (without the newline).
-#[allow(clippy::too_many_arguments)]
-pub fn line(
-    ip: &str,
-    at: SystemTime,
-    method: &str,
-    uri: &str,
-    proto: &str,
-    status: u16,
-    bytes: usize,
-    elapsed: Duration,
-) -> String {
-    format!(
-        "{ip} - - [{}] \"{method} {uri} {proto}\" {status} {bytes} {:.4}",
-        clf_time(at),
-        elapsed.as_secs_f64()
-    )
+/// One request as the access log records it.
+pub struct Entry<'a> {
+    pub ip: &'a str,
+    pub at: SystemTime,
+    pub method: &'a str,
+    /// Already redacted ([`redact_uri`]).
+    pub uri: &'a str,
+    pub proto: &'a str,
+    pub status: u16,
+    pub bytes: usize,
+    pub elapsed: Duration,
 }
 
-/// The same entry as one JSON object (`-log-format json`), for log pipelines that parse JSON.
-#[allow(clippy::too_many_arguments)]
-pub fn json_line(
-    ip: &str,
-    at: SystemTime,
-    method: &str,
-    uri: &str,
-    proto: &str,
-    status: u16,
-    bytes: usize,
-    elapsed: Duration,
-) -> String {
-    let text = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-    format!(
-        "{{\"time\":\"{}\",\"remote_addr\":{},\"method\":{},\"uri\":{},\"proto\":{},\"status\":{status},\"bytes\":{bytes},\"duration\":{:.4}}}",
-        rfc3339(at),
-        text(ip),
-        text(method),
-        text(uri),
-        text(proto),
-        elapsed.as_secs_f64()
-    )
+impl Entry<'_> {
+    /// imaginary's line (without the newline).
+    pub fn line(&self) -> String {
+        format!(
+            "{} - - [{}] \"{} {} {}\" {} {} {:.4}",
+            self.ip,
+            clf_time(self.at),
+            self.method,
+            self.uri,
+            self.proto,
+            self.status,
+            self.bytes,
+            self.elapsed.as_secs_f64()
+        )
+    }
+
+    /// The same entry as one JSON object (`-log-format json`), for log pipelines that parse JSON.
+    pub fn json(&self) -> String {
+        let text = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+        format!(
+            "{{\"time\":\"{}\",\"remote_addr\":{},\"method\":{},\"uri\":{},\"proto\":{},\"status\":{},\"bytes\":{},\"duration\":{:.4}}}",
+            rfc3339(self.at),
+            text(self.ip),
+            text(self.method),
+            text(self.uri),
+            text(self.proto),
+            self.status,
+            self.bytes,
+            self.elapsed.as_secs_f64()
+        )
+    }
 }
 
 /// `2006-01-02T15:04:05.000Z` (UTC, milliseconds).
@@ -115,7 +118,17 @@ mod tests {
     fn formats_like_imaginary() {
         let at = UNIX_EPOCH + Duration::from_secs(1_736_831_709); // 2025-01-14 05:15:09 UTC
         assert_eq!(
-            line("172.17.0.1", at, "POST", "/pipeline?x=1", "HTTP/1.1", 200, 48211, Duration::from_micros(84_200)),
+            Entry {
+                ip: "172.17.0.1",
+                at,
+                method: "POST",
+                uri: "/pipeline?x=1",
+                proto: "HTTP/1.1",
+                status: 200,
+                bytes: 48211,
+                elapsed: Duration::from_micros(84_200),
+            }
+            .line(),
             "172.17.0.1 - - [14/Jan/2025 05:15:09] \"POST /pipeline?x=1 HTTP/1.1\" 200 48211 0.0842"
         );
         assert_eq!(
@@ -127,16 +140,17 @@ mod tests {
     #[test]
     fn json_lines_parse_and_carry_the_same_fields() {
         let at = UNIX_EPOCH + Duration::from_millis(1_736_831_709_250);
-        let line = json_line(
-            "::1",
+        let line = Entry {
+            ip: "::1",
             at,
-            "GET",
-            "/resize?url=\"x\"",
-            "HTTP/1.1",
-            200,
-            10,
-            Duration::from_millis(5),
-        );
+            method: "GET",
+            uri: "/resize?url=\"x\"",
+            proto: "HTTP/1.1",
+            status: 200,
+            bytes: 10,
+            elapsed: Duration::from_millis(5),
+        }
+        .json();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["time"], "2025-01-14T05:15:09.250Z");
         assert_eq!(v["uri"], "/resize?url=\"x\"");

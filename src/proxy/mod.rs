@@ -173,13 +173,13 @@ impl Edge {
             return self.preflight(session);
         }
         let pairs = ops::params::query_pairs(&raw_query);
-        let named = self.upstreams.find(&path).is_some();
+        let named = self.upstreams.find(&path);
         let gates = Gates {
             // A named origin's objects are images: signed like image endpoints, but the GET
             // gate (which is about ?file= and ?url=) does not apply, and they are read-only.
-            signed: image || named,
+            signed: image || named.is_some(),
             get_gate: image,
-            read_only: named,
+            read_only: named.is_some(),
             keyed: !(route == Route::Health && self.cfg.public_health),
         };
         if let Err(e) = self.admit(&method, &gates, session, &pairs, &path) {
@@ -192,7 +192,6 @@ impl Edge {
         if route::is_disabled(&self.cfg.disabled_endpoints, &path) {
             return Reply::error(&Error::NotImplemented);
         }
-        let named = self.upstreams.find(&path);
         if named.is_some() {
             ctx.endpoint = "origin";
         }
@@ -792,21 +791,22 @@ impl ProxyHttp for Edge {
                 ip => ip.to_string(),
             })
             .unwrap_or_else(|| "-".to_string());
-        let format = match self.cfg.log_json {
-            true => crate::accesslog::json_line,
-            false => crate::accesslog::line,
-        };
-        let line = format(
-            &ip,
-            std::time::SystemTime::now(),
-            req.method.as_str(),
-            &crate::accesslog::redact_uri(&req.uri.to_string()),
-            &format!("{:?}", req.version),
+        let uri = crate::accesslog::redact_uri(&req.uri.to_string());
+        let proto = format!("{:?}", req.version);
+        let entry = crate::accesslog::Entry {
+            ip: &ip,
+            at: std::time::SystemTime::now(),
+            method: req.method.as_str(),
+            uri: &uri,
+            proto: &proto,
             status,
-            ctx.bytes,
-            ctx.started.elapsed(),
-        );
-        crate::accesslog::write(&line);
+            bytes: ctx.bytes,
+            elapsed: ctx.started.elapsed(),
+        };
+        crate::accesslog::write(&match self.cfg.log_json {
+            true => entry.json(),
+            false => entry.line(),
+        });
     }
 }
 
