@@ -646,6 +646,17 @@ impl Image {
     }
 
     /// Wraps the result of an operation on `self` (and possibly `other`).
+    /// Runs one shim operation that makes a new image from this one.
+    fn apply(
+        &self,
+        context: &str,
+        op: impl FnOnce(*mut VipsImage, *mut *mut VipsImage) -> c_int,
+    ) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        let rc = op(self.raw(), &mut out);
+        self.derived(None, rc, out, context)
+    }
+
     fn derived(
         &self,
         other: Option<&Image>,
@@ -964,26 +975,26 @@ impl Image {
 
     /// Mirror: `vertical == false` swaps left and right, `true` top and bottom.
     pub fn flip(&self, vertical: bool) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_flip(self.raw(), &mut out, vertical as c_int) };
-        self.derived(None, rc, out, "flip")
+        self.apply("flip", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_flip(im, out, vertical as c_int) }
+        })
     }
 
     /// Applies the orientation tag and resets it (libvips autorot).
     pub fn autorot(&self) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_autorot(self.raw(), &mut out) };
-        self.derived(None, rc, out, "autorot")
+        self.apply("autorot", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_autorot(im, out) }
+        })
     }
 
     /// A copy whose orientation tag (written to EXIF on save) is `orientation`.
     pub fn with_orientation(&self, orientation: u32) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image; the shim changes metadata on a fresh copy only.
-        let rc = unsafe { ffi::imgedge_set_orientation(self.raw(), &mut out, to_c(orientation)) };
-        self.derived(None, rc, out, "set_orientation")
+        self.apply("set_orientation", |im, out| {
+            // SAFETY: live image; the shim changes metadata on a fresh copy only.
+            unsafe { ffi::imgedge_set_orientation(im, out, to_c(orientation)) }
+        })
     }
 
     /// Scales by `hscale`×`vscale` (Lanczos3 down, bicubic up, alpha premultiplied). Images in
@@ -1034,19 +1045,12 @@ impl Image {
         width: u32,
         height: u32,
     ) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image; libvips checks the bounds.
-        let rc = unsafe {
-            ffi::imgedge_extract_area(
-                self.raw(),
-                &mut out,
-                to_c(left),
-                to_c(top),
-                to_c(width),
-                to_c(height),
-            )
-        };
-        self.derived(None, rc, out, "extract_area")
+        self.apply("extract_area", |im, out| {
+            // SAFETY: live image; libvips checks the bounds.
+            unsafe {
+                ffi::imgedge_extract_area(im, out, to_c(left), to_c(top), to_c(width), to_c(height))
+            }
+        })
     }
 
     /// Places the image at (`left`, `top`) — negative offsets cut it — on a `width`×`height`
@@ -1060,42 +1064,42 @@ impl Image {
         extend: Extend,
         background: &[f64],
     ) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image; background is read for `n` values only.
-        let rc = unsafe {
-            ffi::imgedge_embed(
-                self.raw(),
-                &mut out,
-                left,
-                top,
-                to_c(width),
-                to_c(height),
-                extend as c_int,
-                if background.is_empty() {
-                    ptr::null()
-                } else {
-                    background.as_ptr()
-                },
-                background.len() as c_int,
-            )
-        };
-        self.derived(None, rc, out, "embed")
+        self.apply("embed", |im, out| {
+            // SAFETY: live image; background is read for `n` values only.
+            unsafe {
+                ffi::imgedge_embed(
+                    im,
+                    out,
+                    left,
+                    top,
+                    to_c(width),
+                    to_c(height),
+                    extend as c_int,
+                    if background.is_empty() {
+                        ptr::null()
+                    } else {
+                        background.as_ptr()
+                    },
+                    background.len() as c_int,
+                )
+            }
+        })
     }
 
     /// Attention-based smart crop to `width`×`height`. Needs random access.
     pub fn smartcrop(&self, width: u32, height: u32) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_smartcrop(self.raw(), &mut out, to_c(width), to_c(height)) };
-        self.derived(None, rc, out, "smartcrop")
+        self.apply("smartcrop", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_smartcrop(im, out, to_c(width), to_c(height)) }
+        })
     }
 
     /// Nearest-neighbour replication: every pixel becomes `xfac`×`yfac` pixels.
     pub fn zoom(&self, xfac: u32, yfac: u32) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_zoom(self.raw(), &mut out, to_c(xfac), to_c(yfac)) };
-        self.derived(None, rc, out, "zoom")
+        self.apply("zoom", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_zoom(im, out, to_c(xfac), to_c(yfac)) }
+        })
     }
 
     /// Gaussian blur; `min_ampl` `None` = libvips' default (0.2).
@@ -1111,34 +1115,26 @@ impl Image {
 
     /// Removes the alpha band by compositing over the RGB colour.
     pub fn flatten(&self, rgb: [u8; 3]) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe {
-            ffi::imgedge_flatten(
-                self.raw(),
-                &mut out,
-                rgb[0] as f64,
-                rgb[1] as f64,
-                rgb[2] as f64,
-            )
-        };
-        self.derived(None, rc, out, "flatten")
+        self.apply("flatten", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_flatten(im, out, rgb[0] as f64, rgb[1] as f64, rgb[2] as f64) }
+        })
     }
 
     /// To sRGB, or to B_W when `grey`; images libvips cannot convert are returned unchanged.
     pub fn colourspace(&self, grey: bool) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image.
-        let rc = unsafe { ffi::imgedge_colourspace(self.raw(), &mut out, grey as c_int) };
-        self.derived(None, rc, out, "colourspace")
+        self.apply("colourspace", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_colourspace(im, out, grey as c_int) }
+        })
     }
 
     /// A copy without the embedded ICC profile (pixels untouched).
     pub fn without_icc(&self) -> Result<Image, VipsError> {
-        let mut out = ptr::null_mut();
-        // SAFETY: live image; metadata changed on a fresh copy.
-        let rc = unsafe { ffi::imgedge_remove_icc(self.raw(), &mut out) };
-        self.derived(None, rc, out, "remove_icc")
+        self.apply("remove_icc", |im, out| {
+            // SAFETY: live image; metadata changed on a fresh copy.
+            unsafe { ffi::imgedge_remove_icc(im, out) }
+        })
     }
 
     /// bimg's tiled text watermark (spec §7 /watermark); all values already resolved.
@@ -1157,23 +1153,23 @@ impl Image {
         let text = CString::new(text).map_err(|_| VipsError::new("text: contains NUL"))?;
         let font = CString::new(font).map_err(|_| VipsError::new("font: contains NUL"))?;
         let rgb = [rgb[0] as f64, rgb[1] as f64, rgb[2] as f64];
-        let mut out = ptr::null_mut();
-        // SAFETY: live image, NUL-terminated strings and a 3-value array outliving the call.
-        let rc = unsafe {
-            ffi::imgedge_text_watermark(
-                self.raw(),
-                &mut out,
-                text.as_ptr(),
-                font.as_ptr(),
-                to_c(width),
-                to_c(dpi),
-                to_c(margin),
-                opacity,
-                replicate as c_int,
-                rgb.as_ptr(),
-            )
-        };
-        self.derived(None, rc, out, "watermark")
+        self.apply("watermark", |im, out| {
+            // SAFETY: live image, NUL-terminated strings and a 3-value array outliving the call.
+            unsafe {
+                ffi::imgedge_text_watermark(
+                    im,
+                    out,
+                    text.as_ptr(),
+                    font.as_ptr(),
+                    to_c(width),
+                    to_c(dpi),
+                    to_c(margin),
+                    opacity,
+                    replicate as c_int,
+                    rgb.as_ptr(),
+                )
+            }
+        })
     }
 
     /// `overlay` composited over this image with its top-left at (`left`, `top`), its alpha
