@@ -93,17 +93,22 @@ impl Metrics {
             process_rss_bytes: IntGauge::new("process_resident_memory_bytes", "Resident set size")?,
             registry,
         };
-        m.registry.register(Box::new(m.requests.clone()))?;
-        m.registry.register(Box::new(m.request_seconds.clone()))?;
-        m.registry.register(Box::new(m.transform_seconds.clone()))?;
-        m.registry.register(Box::new(m.cache_outcomes.clone()))?;
-        m.registry.register(Box::new(m.origin_seconds.clone()))?;
-        m.registry.register(Box::new(m.origin_errors.clone()))?;
-        m.registry.register(Box::new(m.source_cache.clone()))?;
-        m.registry.register(Box::new(m.pool_waiting.clone()))?;
-        m.registry.register(Box::new(m.pool_in_flight.clone()))?;
-        m.registry.register(Box::new(m.pool_rejected.clone()))?;
-        m.registry.register(Box::new(m.process_rss_bytes.clone()))?;
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(m.requests.clone()),
+            Box::new(m.request_seconds.clone()),
+            Box::new(m.transform_seconds.clone()),
+            Box::new(m.cache_outcomes.clone()),
+            Box::new(m.origin_seconds.clone()),
+            Box::new(m.origin_errors.clone()),
+            Box::new(m.source_cache.clone()),
+            Box::new(m.pool_waiting.clone()),
+            Box::new(m.pool_in_flight.clone()),
+            Box::new(m.pool_rejected.clone()),
+            Box::new(m.process_rss_bytes.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c)?;
+        }
         Ok(m)
     }
 

@@ -389,14 +389,7 @@ impl Edge {
             }
             Source::Url(url) => {
                 let forwarded = self.forwarded(session);
-                // Credentials make a response personal: such variants are keyed by them too.
-                let identity = match forwarded.is_empty() {
-                    true => format!("url:{url}"),
-                    false => format!(
-                        "url:{url}\n{}",
-                        sha256_hex(format!("{forwarded:?}").as_bytes())
-                    ),
-                };
+                let identity = url_identity(&url, &forwarded);
                 (Input::Url(url, forwarded), Some(identity))
             }
         };
@@ -610,7 +603,8 @@ impl Edge {
         let pairs = ops::params::query_pairs(query);
         let identity = match source::select(&self.cfg, false, &pairs)? {
             Source::File(path) => source::file_identity(&path).await?,
-            Source::Url(url) => format!("url:{url}"),
+            // Purging names the shared variant: the one made without forwarded credentials.
+            Source::Url(url) => url_identity(&url, &[]),
             Source::Body => unreachable!("GET selects no body"),
         };
         let mut keys = Vec::new();
@@ -836,6 +830,18 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
             .split(',')
             .map(|t| t.trim().trim_start_matches("W/"))
             .any(|t| t == etag)
+}
+
+/// An origin source's identity. Credentials make a response personal: variants made with
+/// forwarded headers are keyed by them too.
+fn url_identity(url: &url::Url, forwarded: &[(String, String)]) -> String {
+    match forwarded.is_empty() {
+        true => format!("url:{url}"),
+        false => format!(
+            "url:{url}\n{}",
+            sha256_hex(format!("{forwarded:?}").as_bytes())
+        ),
+    }
 }
 
 /// The part of a source identity that names the source (not its version): what a purge by
