@@ -299,3 +299,33 @@ fn metrics_count_tiers_and_requests() {
     ));
     assert!(text.contains("imgedge_process_resident_memory_bytes"));
 }
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_behind() {
+    let origin = Origin::start(vec![(
+        "/s.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg"))
+            .header("ETag", "\"s1\"")
+            .header("Cache-Control", "max-age=1, stale-while-revalidate=60"),
+    )]);
+    let s = Imgedge::start(&url_source());
+    let src = enc(&origin.url("/s.jpg"));
+    assert_eq!(s.get(&format!("/resize?width=100&url={src}")).status, 200);
+    std::thread::sleep(Duration::from_millis(2100));
+    // Stale but within the window: served from the kept copy, revalidated in the background.
+    let r = s.get(&format!("/resize?width=150&url={src}"));
+    assert_eq!((r.status, r.size()), (200, (150, 100)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while origin.not_modified.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background revalidation"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        origin.total() - origin.not_modified.load(Ordering::SeqCst),
+        1,
+        "the body was fetched once"
+    );
+}

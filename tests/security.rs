@@ -617,3 +617,41 @@ fn hostile_params_get_clean_errors() {
     assert!(msg.contains("watermark text"), "{msg}");
     assert_eq!(s.get("/health").status, 200);
 }
+
+#[test]
+fn a_full_worker_queue_answers_503_with_retry_after() {
+    // One worker, no queue: concurrent cold transforms beyond the first are refused at once.
+    let s = Imgedge::start(&[
+        "-mount",
+        testdata().to_str().unwrap(),
+        "-cpus",
+        "1",
+        "-queue",
+        "0",
+    ]);
+    let replies: Vec<common::Reply> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let url = s.url(&format!("/blur?sigma=40&width={}&file=scene.jpg", 900 + i));
+                scope.spawn(move || request("GET", &url, &[], None))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        replies.iter().any(|r| r.status == 200),
+        "the worker served one"
+    );
+    let refused: Vec<_> = replies.iter().filter(|r| r.status == 503).collect();
+    assert!(
+        !refused.is_empty(),
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    for r in refused {
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.json()["status"], 503);
+    }
+    // Refusals are answers, not a broken server.
+    assert_eq!(s.get("/resize?width=300&file=scene.jpg").size(), (300, 200));
+}
