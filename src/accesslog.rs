@@ -2,6 +2,7 @@
 //! `<ip> - - [02/Jan/2006 15:04:05] "<method> <uri> <proto>" <status> <bytes> <secs>`.
 
 use std::io::Write;
+use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One request as the access log records it.
@@ -60,10 +61,58 @@ pub fn rfc3339(at: SystemTime) -> String {
     )
 }
 
-/// Writes a line to stdout; a closed stdout never fails a request.
+/// Lines not yet written, and the flusher's wake-up. A write(2) per request was 6 % of a
+/// cache hit's CPU; like nginx's `access_log … buffer= flush=`, lines wait up to
+/// [`FLUSH_EVERY`] (or until [`FLUSH_AT`] bytes) and go out together. A crash loses at most
+/// that much; a clean exit calls [`flush`].
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static WAKE: Condvar = Condvar::new();
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+const FLUSH_AT: usize = 32 * 1024;
+
+/// Queues a line for stdout; a closed stdout never fails a request.
 pub fn write(line: &str) {
+    static FLUSHER: Once = Once::new();
+    FLUSHER.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("accesslog".into())
+            .spawn(flusher);
+    });
+    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+    let was_empty = pending.is_empty();
+    pending.extend_from_slice(line.as_bytes());
+    pending.push(b'\n');
+    let full = pending.len() >= FLUSH_AT;
+    drop(pending);
+    if full {
+        flush();
+    } else if was_empty {
+        WAKE.notify_one();
+    }
+}
+
+/// Writes every queued line now (at exit, and from the flusher).
+pub fn flush() {
+    // Taken under stdout's lock, so batches reach it in the order they were queued.
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let batch = std::mem::take(&mut *PENDING.lock().unwrap_or_else(|e| e.into_inner()));
+    if !batch.is_empty() {
+        let _ = out.write_all(&batch);
+        let _ = out.flush();
+    }
+}
+
+/// Sleeps until a line is queued, gives it [`FLUSH_EVERY`] to gather company, writes.
+fn flusher() {
+    loop {
+        let pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = WAKE
+            .wait_while(pending, |p| p.is_empty())
+            .unwrap_or_else(|e| e.into_inner());
+        drop(pending);
+        std::thread::sleep(FLUSH_EVERY);
+        flush();
+    }
 }
 
 /// Replaces the values of `key` and `sign` so secrets never reach a log (FIX: imaginary logs them).

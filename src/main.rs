@@ -75,6 +75,7 @@ fn main() {
     let port = cfg.listen.port();
     let conf = ServerConf {
         threads: cfg.workers.max(1),
+        work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),
         // Room for every image worker plus blocking file reads.
@@ -123,7 +124,7 @@ fn main() {
         match pingora::listeners::tls::TlsSettings::intermediate(&cfg.certfile, &cfg.keyfile) {
             Ok(mut tls) => {
                 tls.enable_h2();
-                service.add_tls_with_settings(&addr, None, tls);
+                service.add_listener(listener(&addr).tls(tls));
             }
             Err(e) => {
                 eprintln!("listen: {e}");
@@ -131,7 +132,7 @@ fn main() {
             }
         }
     } else {
-        service.add_tcp(&addr);
+        service.add_listener(listener(&addr));
     }
     server.add_service(service);
     if let Some(admin_addr) = cfg.admin_listen {
@@ -157,7 +158,17 @@ fn main() {
         }),
     });
     tracing::info!("stopped");
+    imgedge::accesslog::flush();
     std::process::exit(0);
+}
+
+/// The public listener. Pingora buffers at most 1460 bytes of a response before writing, so a
+/// cached thumbnail went out as two `send`s (head, then body); a 16 KiB buffer sends the head and
+/// a typical variant together (larger bodies bypass it), next to the 64 KiB read buffer every
+/// connection already has.
+fn listener(addr: &str) -> pingora::listeners::ListenerConfig {
+    use pingora::listeners::{L4BufferSettings, ListenerConfig};
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().write(16 * 1024))
 }
 
 /// How the process reacts to signals: pingora's meanings (QUIT upgrade, TERM graceful, INT

@@ -320,6 +320,16 @@ impl Cache {
         found
     }
 
+    /// Memory lookup counted only when it hits: a miss here is followed by the full lookup,
+    /// which counts it (the proxy's shortcut for requests whose key it remembers).
+    pub async fn get_memory_hit(&self, key: &Key) -> Option<Arc<Variant>> {
+        let found = self.peek_memory(key).await;
+        if found.is_some() {
+            bump(&self.inner.counters.memory_hits);
+        }
+        found
+    }
+
     /// Memory lookup without counting (single-flight re-check).
     pub(crate) async fn peek_memory(&self, key: &Key) -> Option<Arc<Variant>> {
         let m = self.inner.memory.as_ref()?;

@@ -14,6 +14,7 @@
 //! Every answer is generated here; `upstream_peer` is never reached.
 
 pub mod admin;
+pub mod memo;
 pub mod origin;
 pub mod placeholder;
 pub mod produce;
@@ -41,6 +42,7 @@ use crate::policy;
 use crate::policy::pool::Pool;
 use crate::policy::ratelimit::RateLimit;
 use crate::policy::signature::Signer;
+use memo::KeyMemo;
 use origin::OriginClient;
 use produce::{Input, Producer};
 use response::Reply;
@@ -60,6 +62,7 @@ pub struct Edge {
     signer: Option<Signer>,
     placeholder: Option<placeholder::Placeholder>,
     rate_limit: Option<RateLimit>,
+    memo: KeyMemo,
     started: Instant,
     libvips: String,
 }
@@ -118,6 +121,7 @@ impl Edge {
                 )?),
                 false => None,
             },
+            memo: KeyMemo::default(),
             started: Instant::now(),
             libvips,
             cfg,
@@ -336,6 +340,23 @@ impl Edge {
         pairs: &[(String, String)],
     ) -> Reply {
         let accept = header(session, "accept");
+        // A request repeated within a second: its key is known, and memory may have the answer.
+        let method = &session.req_header().method;
+        let request = (method == Method::GET || method == Method::HEAD)
+            .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
+        if let Some(known) = request.as_ref().and_then(|r| self.memo.get(r)) {
+            if let Some(variant) = self.producer.cache.get_memory_hit(&known.key).await {
+                metrics()
+                    .cache_outcomes
+                    .with_label_values(&[Outcome::HitMemory.as_str()])
+                    .inc();
+                let mut reply = self.variant_reply(session, &variant, "HIT-MEMORY");
+                if known.vary_accept {
+                    reply.vary("Accept");
+                }
+                return reply;
+            }
+        }
         // 3–4. parse and negotiate, before any source is read (FIX: imaginary fetches first).
         let params = match Params::from_query(raw_query) {
             Ok(params) => params,
@@ -352,7 +373,7 @@ impl Edge {
             }
         };
         let vary_accept = plan.vary_accept;
-        let mut reply = match self.serve(session, plan, pairs).await {
+        let mut reply = match self.serve(session, plan, pairs, request).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::info!(status = e.status(), error = %e.message(), "image request failed");
@@ -367,11 +388,14 @@ impl Edge {
 
     /// Steps 5–7: the variant's key from the plan and the source's identity, then memory,
     /// disk, or one production shared by every concurrent request for it.
+    /// `request` (GET and HEAD) is remembered with the key when the key depends on nothing
+    /// but the request's endpoint, query and `Accept`.
     async fn serve(
         &self,
         session: &mut Session,
         plan: Plan,
         pairs: &[(String, String)],
+        mut request: Option<memo::Request>,
     ) -> Result<Reply, Error> {
         let post = session.req_header().method == Method::POST;
         let (input, identity) = match source::select(&self.cfg, post, pairs)? {
@@ -383,17 +407,21 @@ impl Edge {
                     .then(|| format!("body:{}", sha256_hex(&body)));
                 (Input::Bytes(body), identity)
             }
-            Source::File(path) => {
-                let identity = source::file_identity(&path).await?;
-                (Input::File(path), Some(identity))
+            Source::File(file) => {
+                let identity = source::file_identity(&file);
+                (Input::File(file.path), Some(identity))
             }
             Source::Url(url) => {
                 let forwarded = self.forwarded(session);
+                if !forwarded.is_empty() {
+                    request = None; // keyed by the credentials too
+                }
                 let identity = url_identity(&url, &forwarded);
                 (Input::Url(url, forwarded), Some(identity))
             }
         };
-        self.serve_variant(session, plan, input, identity).await
+        self.serve_variant(session, plan, input, identity, request)
+            .await
     }
 
     /// Memory, disk, or one production shared by every concurrent request for the variant.
@@ -404,6 +432,7 @@ impl Edge {
         plan: Plan,
         input: Input,
         identity: Option<String>,
+        request: Option<memo::Request>,
     ) -> Result<Reply, Error> {
         let producer = self.producer.clone();
         let Some(identity) = identity else {
@@ -411,6 +440,9 @@ impl Edge {
             return Ok(self.variant_reply(session, &variant, "BYPASS"));
         };
         let key = variant_key(&plan, &identity);
+        if let Some(request) = request {
+            self.memo.remember(request, key, plan.vary_accept);
+        }
         let source_id = SourceId::new(source_name(&identity));
         let (variant, outcome) = self
             .producer
@@ -479,7 +511,7 @@ impl Edge {
             object: object_url.clone(),
         };
         let identity = Some(format!("url:{object_url}"));
-        let mut reply = match self.serve_variant(session, plan, input, identity).await {
+        let mut reply = match self.serve_variant(session, plan, input, identity, None).await {
             Ok(reply) => reply,
             Err(e) => Reply::error(&e),
         };
@@ -563,7 +595,7 @@ impl Edge {
                     format!("url:{url}")
                 }
                 (Err(_), Some(mount)) => match policy::mount::resolve(mount, source) {
-                    Some(Ok(path)) => format!("file:{}", path.display()),
+                    Some(Ok(file)) => format!("file:{}", file.path.display()),
                     _ => return Reply::error(&Error::InvalidFilePath),
                 },
                 (Err(e), None) => return Reply::error(&e),
@@ -602,7 +634,7 @@ impl Edge {
         let params = Params::from_query(query)?;
         let pairs = ops::params::query_pairs(query);
         let identity = match source::select(&self.cfg, false, &pairs)? {
-            Source::File(path) => source::file_identity(&path).await?,
+            Source::File(file) => source::file_identity(&file),
             // Purging names the shared variant: the one made without forwarded credentials.
             Source::Url(url) => url_identity(&url, &[]),
             Source::Body => unreachable!("GET selects no body"),

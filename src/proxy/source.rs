@@ -3,8 +3,6 @@
 //! enables it (FIX of spec §14 item 1: imaginary serves `?url=` with only `-mount` set, and
 //! reads any local file with only `-enable-url-source`).
 
-use std::path::PathBuf;
-
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use url::Url;
@@ -18,7 +16,7 @@ use crate::policy::mount;
 #[derive(Debug, PartialEq)]
 pub enum Source {
     Body,
-    File(PathBuf),
+    File(mount::MountedFile),
     Url(Url),
 }
 
@@ -106,18 +104,16 @@ async fn multipart_file(content_type: &str, body: Bytes) -> Result<Bytes, Error>
     Err(Error::bad_request("http: no such file"))
 }
 
-/// A mounted file's identity for the cache: its path and version (size and mtime), so an
-/// edited file is a new source.
-pub async fn file_identity(path: &std::path::Path) -> Result<String, Error> {
-    // One stat of a path `mount::resolve` just canonicalised (its inode is in cache): cheaper
-    // than the hop to a blocking thread that tokio::fs would take on every cache hit.
-    let meta = std::fs::metadata(path).map_err(|_| Error::InvalidFilePath)?;
-    let mtime = meta
+/// A mounted file's identity for the cache: its path and version (size and mtime, from the
+/// stat `mount::resolve` made), so an edited file is a new source.
+pub fn file_identity(file: &mount::MountedFile) -> String {
+    let mtime = file
+        .meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    Ok(format!("file:{}\n{}\n{mtime}", path.display(), meta.len()))
+    format!("file:{}\n{}\n{mtime}", file.path.display(), file.meta.len())
 }
 
 /// Reads a resolved mount file, refusing files over `limit`.

@@ -91,6 +91,8 @@ impl Imgedge {
     }
 
     pub fn access_log(&self) -> String {
+        // The server writes its access log in batches, at most 100 ms apart.
+        std::thread::sleep(Duration::from_millis(300));
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
