@@ -1,6 +1,7 @@
 //! imaginary's access log (spec §12): one Apache-style line per request on stdout,
 //! `<ip> - - [02/Jan/2006 15:04:05] "<method> <uri> <proto>" <status> <bytes> <secs>`.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::sync::{Condvar, Mutex, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -116,10 +117,14 @@ fn flusher() {
 }
 
 /// Replaces the values of `key` and `sign` so secrets never reach a log (FIX: imaginary logs them).
-pub fn redact_uri(uri: &str) -> String {
+pub fn redact_uri(uri: &str) -> Cow<'_, str> {
     let Some((path, query)) = uri.split_once('?') else {
-        return uri.to_string();
+        return Cow::Borrowed(uri);
     };
+    let secret = |pair: &str| matches!(pair.split_once('='), Some(("key" | "sign", _)));
+    if !query.split('&').any(secret) {
+        return Cow::Borrowed(uri);
+    }
     let redacted: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
@@ -127,7 +132,7 @@ pub fn redact_uri(uri: &str) -> String {
             _ => pair.to_string(),
         })
         .collect();
-    format!("{path}?{}", redacted.join("&"))
+    Cow::Owned(format!("{path}?{}", redacted.join("&")))
 }
 
 /// `02/Jan/2006 15:04:05` in UTC.
@@ -215,5 +220,7 @@ mod tests {
             "/resize?width=1&key=REDACTED&sign=REDACTED&url=x"
         );
         assert_eq!(redact_uri("/health"), "/health");
+        assert_eq!(redact_uri("/r?key=a"), "/r?key=REDACTED");
+        assert!(matches!(redact_uri("/r?monkey=1&keys=2"), Cow::Borrowed(_)));
     }
 }

@@ -125,11 +125,21 @@ fn an_edited_file_is_a_new_source() {
     let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap()]);
     let before = s.get("/resize?width=100&file=x.jpg");
     assert_eq!(before.size(), (100, 67));
-    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        s.get("/resize?width=100&file=x.jpg").header("x-cache"),
+        Some("HIT-MEMORY")
+    );
     std::fs::write(dir.path().join("x.jpg"), sample("badge.png")).unwrap();
+    // A request's key is trusted for a second (src/proxy/memo.rs); after that the file is
+    // looked at again, and its new version is a new source.
+    std::thread::sleep(Duration::from_millis(1100));
     let after = s.get("/resize?width=100&file=x.jpg");
     assert_eq!(after.header("x-cache"), Some("MISS"));
     assert_eq!(after.size(), (100, 75));
+    // A query that differs only in spelling shares the variant but not the memo entry.
+    let respelled = s.get("/resize?file=x.jpg&width=0100");
+    assert_eq!(respelled.header("x-cache"), Some("HIT-MEMORY"));
+    assert_eq!(respelled.size(), (100, 75));
 }
 
 #[test]

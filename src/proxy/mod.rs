@@ -817,14 +817,19 @@ impl ProxyHttp for Edge {
                 ip => ip.to_string(),
             })
             .unwrap_or_else(|| "-".to_string());
-        let uri = crate::accesslog::redact_uri(&req.uri.to_string());
-        let proto = format!("{:?}", req.version);
+        let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let uri = crate::accesslog::redact_uri(uri);
+        let proto = match req.version {
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            _ => "HTTP/1.1",
+        };
         let entry = crate::accesslog::Entry {
             ip: &ip,
             at: std::time::SystemTime::now(),
             method: req.method.as_str(),
             uri: &uri,
-            proto: &proto,
+            proto,
             status,
             bytes: ctx.bytes,
             elapsed: ctx.started.elapsed(),
