@@ -116,6 +116,18 @@ fn equivalent_queries_share_one_variant() {
     assert!(webp.header("vary").unwrap().contains("Accept"));
     let jpeg = s.get("/resize?width=300&type=auto&file=scene.jpg");
     assert_eq!(jpeg.header("content-type"), Some("image/jpeg"));
+    // Repeated at once (the key memo's shortcut): the same answers, per Accept, still varying.
+    for (accept, format) in [("image/webp", "image/webp"), ("", "image/jpeg")] {
+        let again = request(
+            "GET",
+            &s.url("/resize?width=300&type=auto&file=scene.jpg"),
+            &[("Accept", accept)],
+            None,
+        );
+        assert_eq!(again.header("x-cache"), Some("HIT-MEMORY"), "{accept}");
+        assert_eq!(again.header("content-type"), Some(format));
+        assert!(again.header("vary").unwrap().contains("Accept"), "{accept}");
+    }
 }
 
 #[test]
