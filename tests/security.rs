@@ -201,6 +201,20 @@ fn mount_escapes_are_refused() {
 }
 
 #[test]
+fn mounted_files_over_the_body_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = sample("scene.jpg");
+    std::fs::write(dir.path().join("big.jpg"), &big).unwrap();
+    let cap = (big.len() - 1).to_string();
+    let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap(), "-max-body-size", &cap]);
+    let refused = s.get("/resize?width=10&file=big.jpg");
+    assert_eq!(refused.status, 413);
+    let at_cap = big.len().to_string();
+    let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap(), "-max-body-size", &at_cap]);
+    assert_eq!(s.get("/resize?width=10&file=big.jpg").status, 200);
+}
+
+#[test]
 fn oversized_bodies_are_refused_without_reading_them_all() {
     let s = Imgedge::start(&["-max-body-size", "100000"]);
     // Declared too large: answered 413 while the client has sent only the first kilobyte.

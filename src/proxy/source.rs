@@ -116,16 +116,28 @@ pub fn file_identity(file: &mount::MountedFile) -> String {
     format!("file:{}\n{}\n{mtime}", file.path.display(), file.meta.len())
 }
 
-/// Reads a resolved mount file, refusing files over `limit`.
+/// Reads a resolved mount file, refusing files over `limit`: one trip to the blocking pool
+/// for the open, the size check and the read.
 pub async fn read_file(path: &std::path::Path, limit: u64) -> Result<Bytes, Error> {
-    let meta = tokio::fs::metadata(path)
+    use std::io::Read;
+    let path = path.to_path_buf();
+    let read = move || {
+        let file = std::fs::File::open(&path).map_err(|_| Error::InvalidFilePath)?;
+        let len = file.metadata().map_err(|_| Error::InvalidFilePath)?.len();
+        if len > limit {
+            return Err(Error::TooLarge { limit });
+        }
+        // `take`: a file that grows between the stat and the read still stops at the limit.
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|_| Error::InvalidFilePath)?;
+        match bytes.len() as u64 > limit {
+            true => Err(Error::TooLarge { limit }),
+            false => Ok(Bytes::from(bytes)),
+        }
+    };
+    tokio::task::spawn_blocking(read)
         .await
-        .map_err(|_| Error::InvalidFilePath)?;
-    if meta.len() > limit {
-        return Err(Error::TooLarge { limit });
-    }
-    tokio::fs::read(path)
-        .await
-        .map(Bytes::from)
-        .map_err(|_| Error::InvalidFilePath)
+        .map_err(|_| Error::InvalidFilePath)?
 }
