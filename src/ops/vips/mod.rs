@@ -1468,6 +1468,23 @@ mod tests {
     }
 
     #[test]
+    fn orc_is_off_where_it_corrupts_the_heap() {
+        // libvips ≤ 8.14 JIT-compiles with liborc, whose code-memory list is unlocked before
+        // 0.4.34 (shim.c, imgedge_init): concurrent resizes corrupted the heap. From 8.15 on
+        // libvips no longer uses orc and the switch is left alone.
+        extern "C" {
+            fn vips_vector_isenabled() -> c_int;
+            fn vips_version(flag: c_int) -> c_int;
+        }
+        init(1);
+        // SAFETY: plain getters of libvips' global state, after vips_init.
+        let (minor, enabled) = unsafe { (vips_version(1), vips_vector_isenabled()) };
+        if minor < 15 {
+            assert_eq!(enabled, 0, "orc paths must be off on libvips 8.{minor}");
+        }
+    }
+
+    #[test]
     fn test_pattern_has_the_requested_shape() {
         for bands in 1..=4 {
             let img = Image::test_pattern(40, 30, bands).unwrap();

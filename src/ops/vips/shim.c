@@ -19,6 +19,8 @@
 #define IMGEDGE_HAS_KEEP 1
 #else
 #define IMGEDGE_HAS_KEEP 0
+/* Up to 8.14 the vector paths are orc's JIT (see imgedge_init). */
+#include <vips/vector.h>
 #endif
 
 /* The metadata option of every saver: `strip` up to 8.14, `keep` from 8.15 on. Expands to a
@@ -57,6 +59,18 @@ imgedge_init(int concurrency)
 		vips_concurrency_set(concurrency > 0 ? concurrency : 1);
 
 	vips_leak_set(FALSE);
+
+#if !IMGEDGE_HAS_KEEP
+	/* libvips up to 8.14 JIT-compiles an orc program in every uchar reducev (every resize),
+	 * convi and morph it builds, and frees it when the operation is finalised. liborc before
+	 * 0.4.34 (Debian 12 ships 0.4.33) splits, merges and frees its code-memory chunk list
+	 * outside its lock (fixed by orc commit e48fa544, "Fix for potential race in codemem
+	 * alloc/free"), so two workers building or dropping resizes at once corrupt the malloc
+	 * heap: "malloc_consolidate(): unaligned fastbin chunk detected" after a few thousand
+	 * requests. Use libvips' C paths instead (as VIPS_NOVECTOR=1 does); 8.15 and later use
+	 * highway, not orc. */
+	vips_vector_set_enabled(FALSE);
+#endif
 
 	/* ImageMagick's loader accepts almost anything; inputs are sniffed before they reach
 	 * libvips and no accepted format needs it. Block it so a malformed file that a native
