@@ -42,6 +42,11 @@ fn main() {
     }
     build.compile("imgedge_vips_shim");
 
+    // libvips <= 8.14 calls orc through these two; the shim's guarded versions must be the
+    // ones the dynamic linker finds first (shim.c, "orc"). Harmless where nothing calls them.
+    for symbol in ["orc_program_compile", "orc_program_free"] {
+        println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
+    }
     for path in &vips.link_paths {
         println!("cargo:rustc-link-search=native={}", path.display());
     }

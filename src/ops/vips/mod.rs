@@ -43,6 +43,8 @@ mod ffi {
     // Declared by hand: only the shim's functions and the few plain GLib calls we need.
     extern "C" {
         pub fn imgedge_init(concurrency: c_int) -> c_int;
+        #[allow(dead_code)] // read by the orc test
+        pub fn imgedge_orc_guarded_calls() -> c_int;
         pub fn imgedge_operation_exists(nickname: *const c_char) -> c_int;
         pub fn imgedge_error_take() -> *mut c_char;
         pub fn imgedge_thread_shutdown();
@@ -1468,19 +1470,25 @@ mod tests {
     }
 
     #[test]
-    fn orc_is_off_where_it_corrupts_the_heap() {
+    fn orc_runs_only_behind_the_guard() {
         // libvips ≤ 8.14 JIT-compiles with liborc, whose code-memory list is unlocked before
-        // 0.4.34 (shim.c, imgedge_init): concurrent resizes corrupted the heap. From 8.15 on
-        // libvips no longer uses orc and the switch is left alone.
+        // 0.4.34 (shim.c, "orc"): concurrent resizes corrupted the heap. There, orc must either
+        // be reached through the shim's lock or be off. From 8.15 on libvips does not use orc.
         extern "C" {
             fn vips_vector_isenabled() -> c_int;
             fn vips_version(flag: c_int) -> c_int;
         }
         init(1);
+        let img = Image::test_pattern(400, 300, 3).unwrap();
+        let small = img.resize(0.3, 0.3).unwrap();
+        let _ = jpeg_of(&small);
+        drop(small);
         // SAFETY: plain getters of libvips' global state, after vips_init.
         let (minor, enabled) = unsafe { (vips_version(1), vips_vector_isenabled()) };
-        if minor < 15 {
-            assert_eq!(enabled, 0, "orc paths must be off on libvips 8.{minor}");
+        // SAFETY: an atomic read.
+        let guarded = unsafe { ffi::imgedge_orc_guarded_calls() };
+        if minor < 15 && enabled != 0 {
+            assert!(guarded > 0, "libvips 8.{minor} compiled orc code outside the guard");
         }
     }
 

@@ -19,9 +19,76 @@
 #define IMGEDGE_HAS_KEEP 1
 #else
 #define IMGEDGE_HAS_KEEP 0
-/* Up to 8.14 the vector paths are orc's JIT (see imgedge_init). */
+/* Up to 8.14 the vector paths are orc's JIT (see "orc" below). */
+#include <dlfcn.h>
 #include <vips/vector.h>
 #endif
+
+#if !IMGEDGE_HAS_KEEP
+/* orc. libvips up to 8.14 JIT-compiles an orc program in every uchar reducev (every resize),
+ * convi and morph it builds, and frees it when the operation is finalised. liborc before 0.4.34
+ * (Debian 12 ships 0.4.33) splits, merges and frees its code-memory chunk list outside its lock
+ * (fixed by orc commit e48fa544, "Fix for potential race in codemem alloc/free"), so two workers
+ * building or dropping resizes at once corrupted the malloc heap: "malloc_consolidate():
+ * unaligned fastbin chunk detected" after a few thousand requests.
+ *
+ * libvips reaches that list only through orc_program_compile and orc_program_free. This
+ * executable defines both (exported by build.rs with --export-dynamic-symbol, so the dynamic
+ * linker binds libvips' calls here before liborc) and runs the real ones under one lock:
+ * compiling is a few microseconds per resize built, running the compiled code is untouched.
+ * Recursive, in case liborc calls one through the other. 8.15 and later use highway, not orc. */
+typedef struct _OrcProgram OrcProgram;
+
+static GRecMutex orc_lock;
+static int (*real_orc_program_compile)(OrcProgram *);
+static void (*real_orc_program_free)(OrcProgram *);
+static gint orc_guarded_calls;
+
+int orc_program_compile(OrcProgram *program);
+void orc_program_free(OrcProgram *program);
+
+int
+orc_program_compile(OrcProgram *program)
+{
+	int result;
+
+	g_rec_mutex_lock(&orc_lock);
+	result = real_orc_program_compile(program);
+	g_rec_mutex_unlock(&orc_lock);
+	g_atomic_int_inc(&orc_guarded_calls);
+	return result;
+}
+
+void
+orc_program_free(OrcProgram *program)
+{
+	g_rec_mutex_lock(&orc_lock);
+	real_orc_program_free(program);
+	g_rec_mutex_unlock(&orc_lock);
+}
+
+/* True when libvips' calls into orc come here: both real functions were found behind ours and
+ * the process-wide lookup (what libvips binds to) gives ours. */
+static int
+imgedge_orc_guarded(void)
+{
+	real_orc_program_compile = dlsym(RTLD_NEXT, "orc_program_compile");
+	real_orc_program_free = dlsym(RTLD_NEXT, "orc_program_free");
+	return real_orc_program_compile && real_orc_program_free &&
+		dlsym(RTLD_DEFAULT, "orc_program_compile") == (void *) orc_program_compile &&
+		dlsym(RTLD_DEFAULT, "orc_program_free") == (void *) orc_program_free;
+}
+#endif
+
+int
+imgedge_orc_guarded_calls(void)
+{
+#if !IMGEDGE_HAS_KEEP
+	return g_atomic_int_get(&orc_guarded_calls);
+#else
+	return 0;
+#endif
+}
 
 /* The metadata option of every saver: `strip` up to 8.14, `keep` from 8.15 on. Expands to a
  * name/value pair for the varargs list. */
@@ -61,15 +128,10 @@ imgedge_init(int concurrency)
 	vips_leak_set(FALSE);
 
 #if !IMGEDGE_HAS_KEEP
-	/* libvips up to 8.14 JIT-compiles an orc program in every uchar reducev (every resize),
-	 * convi and morph it builds, and frees it when the operation is finalised. liborc before
-	 * 0.4.34 (Debian 12 ships 0.4.33) splits, merges and frees its code-memory chunk list
-	 * outside its lock (fixed by orc commit e48fa544, "Fix for potential race in codemem
-	 * alloc/free"), so two workers building or dropping resizes at once corrupt the malloc
-	 * heap: "malloc_consolidate(): unaligned fastbin chunk detected" after a few thousand
-	 * requests. Use libvips' C paths instead (as VIPS_NOVECTOR=1 does); 8.15 and later use
-	 * highway, not orc. */
-	vips_vector_set_enabled(FALSE);
+	/* See "orc" below: without the guard in front of orc, libvips' C paths instead (as
+	 * VIPS_NOVECTOR=1 does), 17-28 % slower but safe. */
+	if (!imgedge_orc_guarded())
+		vips_vector_set_enabled(FALSE);
 #endif
 
 	/* ImageMagick's loader accepts almost anything; inputs are sniffed before they reach

@@ -16,6 +16,8 @@
 
 /* Lifecycle and errors. */
 int imgedge_init(int concurrency);
+/* orc programs compiled through the guard of libvips <= 8.14 (shim.c, "orc"). */
+int imgedge_orc_guarded_calls(void);
 int imgedge_operation_exists(const char *nickname);
 char *imgedge_error_take(void);
 void imgedge_thread_shutdown(void);
