@@ -206,11 +206,21 @@ fn mounted_files_over_the_body_cap_are_refused() {
     let big = sample("scene.jpg");
     std::fs::write(dir.path().join("big.jpg"), &big).unwrap();
     let cap = (big.len() - 1).to_string();
-    let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap(), "-max-body-size", &cap]);
+    let s = Imgedge::start(&[
+        "-mount",
+        dir.path().to_str().unwrap(),
+        "-max-body-size",
+        &cap,
+    ]);
     let refused = s.get("/resize?width=10&file=big.jpg");
     assert_eq!(refused.status, 413);
     let at_cap = big.len().to_string();
-    let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap(), "-max-body-size", &at_cap]);
+    let s = Imgedge::start(&[
+        "-mount",
+        dir.path().to_str().unwrap(),
+        "-max-body-size",
+        &at_cap,
+    ]);
     assert_eq!(s.get("/resize?width=10&file=big.jpg").status, 200);
 }
 

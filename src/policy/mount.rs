@@ -175,7 +175,10 @@ mod tests {
     }
 
     fn ok(m: &Path, f: &str) -> PathBuf {
-        resolve(m, f).expect("a source").expect("inside the mount").path
+        resolve(m, f)
+            .expect("a source")
+            .expect("inside the mount")
+            .path
     }
 
     fn refused(m: &Path, f: &str) {

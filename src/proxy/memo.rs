@@ -106,7 +106,11 @@ mod tests {
     fn the_memo_stays_bounded() {
         let memo = KeyMemo::default();
         for i in 0..CAPACITY * 2 + 1 {
-            memo.remember(KeyMemo::request(Endpoint::Resize, &i.to_string(), None), key(0), false);
+            memo.remember(
+                KeyMemo::request(Endpoint::Resize, &i.to_string(), None),
+                key(0),
+                false,
+            );
         }
         assert!(memo.entries.read().unwrap().len() <= CAPACITY);
     }

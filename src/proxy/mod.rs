@@ -511,7 +511,10 @@ impl Edge {
             object: object_url.clone(),
         };
         let identity = Some(format!("url:{object_url}"));
-        let mut reply = match self.serve_variant(session, plan, input, identity, None).await {
+        let mut reply = match self
+            .serve_variant(session, plan, input, identity, None)
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => Reply::error(&e),
         };

@@ -1488,7 +1488,10 @@ mod tests {
         // SAFETY: an atomic read.
         let guarded = unsafe { ffi::imgedge_orc_guarded_calls() };
         if minor < 15 && enabled != 0 {
-            assert!(guarded > 0, "libvips 8.{minor} compiled orc code outside the guard");
+            assert!(
+                guarded > 0,
+                "libvips 8.{minor} compiled orc code outside the guard"
+            );
         }
     }
 
