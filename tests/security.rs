@@ -90,6 +90,41 @@ fn an_allowed_host_redirecting_to_cloud_metadata_is_not_followed() {
 }
 
 #[test]
+fn a_credentialed_request_is_never_answered_with_the_anonymous_variant() {
+    let origin = Origin::start(vec![(
+        "/a.jpg",
+        Resource::ok("image/jpeg", sample("scene.jpg")),
+    )]);
+    let s = Imgedge::start(&[
+        "-enable-url-source",
+        "-allow-private-origins",
+        "-enable-auth-forwarding",
+    ]);
+    let url = s.url(&format!(
+        "/resize?width=10&url={}",
+        enc(&origin.url("/a.jpg"))
+    ));
+    assert_eq!(
+        request("GET", &url, &[], None).header("x-cache"),
+        Some("MISS")
+    );
+    assert_eq!(origin.seen_header("/a.jpg", "authorization"), None);
+    // At once, the same URL with credentials: made for them (the key memo of the anonymous
+    // request must not answer it), so the origin sees them.
+    let personal = request("GET", &url, &[("Authorization", "Bearer u1")], None);
+    assert_eq!(personal.header("x-cache"), Some("MISS"));
+    assert_eq!(
+        origin.seen_header("/a.jpg", "authorization").as_deref(),
+        Some("Bearer u1")
+    );
+    // And the anonymous repeat still shares the anonymous variant.
+    assert_eq!(
+        request("GET", &url, &[], None).header("x-cache"),
+        Some("HIT-MEMORY")
+    );
+}
+
+#[test]
 fn credentials_are_forwarded_only_as_configured() {
     let other = Origin::start(vec![(
         "/b.jpg",

@@ -341,9 +341,12 @@ impl Edge {
     ) -> Reply {
         let accept = header(session, "accept");
         // A request repeated within a second: its key is known, and memory may have the answer.
+        // Not for requests that carry headers forwarded to origins: their variants are keyed by
+        // those too, and must not be answered with the one made without them.
         let method = &session.req_header().method;
-        let request = (method == Method::GET || method == Method::HEAD)
-            .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
+        let request = ((method == Method::GET || method == Method::HEAD)
+            && self.forwarded(session).is_empty())
+        .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
         if let Some(known) = request.as_ref().and_then(|r| self.memo.get(r)) {
             if let Some(variant) = self.producer.cache.get_memory_hit(&known.key).await {
                 metrics()
