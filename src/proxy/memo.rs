@@ -5,8 +5,9 @@
 //! request repeated (same endpoint, query and `Accept`) within [`FRESH_FOR`] goes straight to
 //! the memory tier with the key it had. Only the key is remembered, never an answer: a miss
 //! there (evicted, purged, never produced) takes the full path, and every gate before this
-//! step (signature, API key, rate limit) still runs. The second bounds how long an edited
-//! mounted file can still be answered with its old variants.
+//! step (signature, API key, rate limit) still runs. POSTs and requests carrying headers
+//! forwarded to origins neither use nor feed it (their keys depend on more than the URL). The
+//! second bounds how long an edited mounted file can still be answered with its old variants.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
