@@ -4,6 +4,7 @@
 //! ```text
 //! 1. route      path prefix, endpoint table, 301 for non-canonical paths      (route.rs)
 //! 2. admit      method gates, API key, CORS pre-flight, disabled endpoints
+//!    shortcut   a GET repeated within a second: its key is known, L1 may answer     (memo.rs)
 //! 3. parse      query → ops::Params → ops::Plan (validated before any fetch)
 //! 4. negotiate  type=auto + Accept (inside Plan::new)
 //! 5. source     POST body · mounted file · origin                             (source.rs, origin.rs)
