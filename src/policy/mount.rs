@@ -69,6 +69,9 @@ fn contain(mount: &Path, file: &str) -> Result<MountedFile, Error> {
                 return Err(Error::InvalidFilePath);
             }
             let meta = std::fs::metadata(&canonical).map_err(|_| Error::InvalidFilePath)?;
+            // Found by path but not beneath the open directory: the mount may have been
+            // replaced (removed and created again); open it afresh next time.
+            forget_mount_dir();
             MountedFile { path, meta }
         }
     };
@@ -121,11 +124,11 @@ fn open_beneath(mount: &Path, relative: &Path) -> Result<MountedFile, Fallback> 
     })
 }
 
-/// The mount directory, opened once per process and kept: `openat2` resolves beneath it.
-/// (Renaming another directory into the mount's place is not seen until a restart, as with
-/// the canonical path `-mount` is turned into at start-up.)
+/// The mount directory, opened once and kept: `openat2` resolves beneath it. A mount that is
+/// removed and created again is opened afresh once a file is found there by path.
+static DIR: RwLock<Option<(PathBuf, Arc<File>)>> = RwLock::new(None);
+
 fn mount_dir(mount: &Path) -> Option<Arc<File>> {
-    static DIR: RwLock<Option<(PathBuf, Arc<File>)>> = RwLock::new(None);
     if let Some((path, dir)) = DIR.read().ok()?.as_ref() {
         if path == mount {
             return Some(dir.clone());
@@ -134,6 +137,12 @@ fn mount_dir(mount: &Path) -> Option<Arc<File>> {
     let dir = Arc::new(File::open(mount).ok()?);
     *DIR.write().ok()? = Some((mount.to_path_buf(), dir.clone()));
     Some(dir)
+}
+
+fn forget_mount_dir() {
+    if let Ok(mut dir) = DIR.write() {
+        *dir = None;
+    }
 }
 
 /// Go's `url.QueryUnescape`: `+` → space, `%XX` → byte; a malformed escape fails.
@@ -225,6 +234,18 @@ mod tests {
         assert_eq!((abs.path, abs.meta.len()), (m.join("abs.jpg"), 4));
         std::os::unix::fs::symlink("sub", m.join("dir")).unwrap();
         refused(&m, "dir"); // a directory, through a link
+    }
+
+    #[test]
+    fn a_mount_replaced_under_a_running_server_is_followed() {
+        let (_root, m) = mount();
+        assert_eq!(ok(&m, "sub/c.jpg"), m.join("sub/c.jpg"));
+        std::fs::remove_dir_all(&m).unwrap();
+        std::fs::create_dir_all(m.join("sub")).unwrap();
+        std::fs::write(m.join("sub/new.jpg"), b"x").unwrap();
+        assert_eq!(ok(&m, "sub/new.jpg"), m.join("sub/new.jpg"));
+        assert_eq!(ok(&m, "sub/new.jpg"), m.join("sub/new.jpg"));
+        refused(&m, "sub/c.jpg");
     }
 
     #[test]
