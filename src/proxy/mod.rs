@@ -392,14 +392,14 @@ impl Edge {
 
     /// Steps 5–7: the variant's key from the plan and the source's identity, then memory,
     /// disk, or one production shared by every concurrent request for it.
-    /// `request` (GET and HEAD) is remembered with the key when the key depends on nothing
-    /// but the request's endpoint, query and `Accept`.
+    /// `request` (a GET or HEAD without forwarded headers, see `image`) is remembered with
+    /// the key.
     async fn serve(
         &self,
         session: &mut Session,
         plan: Plan,
         pairs: &[(String, String)],
-        mut request: Option<memo::Request>,
+        request: Option<memo::Request>,
     ) -> Result<Reply, Error> {
         let post = session.req_header().method == Method::POST;
         let (input, identity) = match source::select(&self.cfg, post, pairs)? {
@@ -417,9 +417,6 @@ impl Edge {
             }
             Source::Url(url) => {
                 let forwarded = self.forwarded(session);
-                if !forwarded.is_empty() {
-                    request = None; // keyed by the credentials too
-                }
                 let identity = url_identity(&url, &forwarded);
                 (Input::Url(url, forwarded), Some(identity))
             }
