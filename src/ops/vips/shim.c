@@ -40,9 +40,26 @@
 typedef struct _OrcProgram OrcProgram;
 
 static GRecMutex orc_lock;
-static int (*real_orc_program_compile)(OrcProgram *);
-static void (*real_orc_program_free)(OrcProgram *);
 static gint orc_guarded_calls;
+
+/* liborc's own functions, behind ours in lookup order. Found on first use (libvips may reach
+ * orc before imgedge_init looks), once. */
+static struct {
+	int (*compile)(OrcProgram *);
+	void (*free)(OrcProgram *);
+} real_orc;
+
+static void
+find_real_orc(void)
+{
+	static gsize done = 0;
+
+	if (g_once_init_enter(&done)) {
+		real_orc.compile = dlsym(RTLD_NEXT, "orc_program_compile");
+		real_orc.free = dlsym(RTLD_NEXT, "orc_program_free");
+		g_once_init_leave(&done, 1);
+	}
+}
 
 int orc_program_compile(OrcProgram *program);
 void orc_program_free(OrcProgram *program);
@@ -50,10 +67,13 @@ void orc_program_free(OrcProgram *program);
 int
 orc_program_compile(OrcProgram *program)
 {
-	int result;
+	/* ORC_COMPILE_RESULT_UNKNOWN_COMPILE: not compiled, libvips takes its C path. */
+	int result = 0x100;
 
+	find_real_orc();
 	g_rec_mutex_lock(&orc_lock);
-	result = real_orc_program_compile(program);
+	if (real_orc.compile)
+		result = real_orc.compile(program);
 	g_rec_mutex_unlock(&orc_lock);
 	g_atomic_int_inc(&orc_guarded_calls);
 	return result;
@@ -62,8 +82,10 @@ orc_program_compile(OrcProgram *program)
 void
 orc_program_free(OrcProgram *program)
 {
+	find_real_orc();
 	g_rec_mutex_lock(&orc_lock);
-	real_orc_program_free(program);
+	if (real_orc.free)
+		real_orc.free(program);
 	g_rec_mutex_unlock(&orc_lock);
 }
 
@@ -72,9 +94,8 @@ orc_program_free(OrcProgram *program)
 static int
 imgedge_orc_guarded(void)
 {
-	real_orc_program_compile = dlsym(RTLD_NEXT, "orc_program_compile");
-	real_orc_program_free = dlsym(RTLD_NEXT, "orc_program_free");
-	return real_orc_program_compile && real_orc_program_free &&
+	find_real_orc();
+	return real_orc.compile && real_orc.free &&
 		dlsym(RTLD_DEFAULT, "orc_program_compile") == (void *) orc_program_compile &&
 		dlsym(RTLD_DEFAULT, "orc_program_free") == (void *) orc_program_free;
 }
