@@ -712,11 +712,14 @@ fn fetch(addr: SocketAddr, path: &str) -> Result<Response, String> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
+    // One write, as browsers, curl and balancers send a request head. (`write!` on a bare
+    // TcpStream sends each piece of the format separately; pingora closes a connection whose
+    // request head is incomplete when shutdown starts, so a piecemeal head that straddles that
+    // moment is reset: docs/operations.md, "Process life cycle".)
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
     let mut raw = Vec::new();
     stream
         .read_to_end(&mut raw)

@@ -88,6 +88,50 @@ struct Fallback;
 /// what was opened. `Ok` only for a definite answer; a missing file is `Fallback` too, so that
 /// the portable path gives the one error every case shares.
 fn open_beneath(mount: &Path, relative: &Path) -> Result<MountedFile, Fallback> {
+    let file = openat2_beneath(mount, relative, libc::O_PATH)?;
+    let meta = file.metadata().map_err(|_| Fallback)?;
+    // The name asked for, not the one symlinks inside the mount lead to: asking the kernel
+    // (readlink of /proc/self/fd) cost more than the rest of the resolution. A file reached
+    // through two names is two sources to the cache.
+    Ok(MountedFile {
+        path: mount.join(relative),
+        meta,
+    })
+}
+
+/// Opens a file [`resolve`] found, to read it, under the same containment: beneath the open
+/// mount directory, or (absolute symlinks, no `openat2`) by path and then judged by where the
+/// opened descriptor really is. A path component swapped for a symlink between `resolve` and
+/// this open therefore cannot lead out of the mount. Only regular files open; `O_NONBLOCK` keeps
+/// a FIFO swapped in from blocking the open (it changes nothing for regular files).
+pub fn open(mount: &Path, file: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let relative = file.strip_prefix(mount).map_err(|_| Error::InvalidFilePath)?;
+    let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let opened = match openat2_beneath(mount, relative, flags) {
+        Ok(opened) => opened,
+        Err(Fallback) => {
+            let opened = File::options()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(file)
+                .map_err(|_| Error::InvalidFilePath)?;
+            let real = std::fs::read_link(format!("/proc/self/fd/{}", opened.as_raw_fd()))
+                .map_err(|_| Error::InvalidFilePath)?;
+            if !real.starts_with(mount) {
+                return Err(Error::InvalidFilePath);
+            }
+            opened
+        }
+    };
+    match opened.metadata() {
+        Ok(meta) if meta.is_file() => Ok(opened),
+        _ => Err(Error::InvalidFilePath),
+    }
+}
+
+/// `openat2(mount_dir, relative, flags, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS)`.
+fn openat2_beneath(mount: &Path, relative: &Path, flags: i32) -> Result<File, Fallback> {
     use std::os::unix::ffi::OsStrExt;
     let dir = mount_dir(mount).ok_or(Fallback)?;
     let mut name = relative.as_os_str().as_bytes().to_vec();
@@ -97,7 +141,7 @@ fn open_beneath(mount: &Path, relative: &Path) -> Result<MountedFile, Fallback> 
     name.push(0);
     // SAFETY: plain integers; all zero is "no flags" (libc marks the struct non-exhaustive).
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: `name` is NUL-terminated and `how` lives across the call; the size is its own.
     let fd = unsafe {
@@ -113,15 +157,7 @@ fn open_beneath(mount: &Path, relative: &Path) -> Result<MountedFile, Fallback> 
         return Err(Fallback);
     }
     // SAFETY: a new descriptor the kernel just returned, owned by nobody else.
-    let file = File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
-    let meta = file.metadata().map_err(|_| Fallback)?;
-    // The name asked for, not the one symlinks inside the mount lead to: asking the kernel
-    // (readlink of /proc/self/fd) cost more than the rest of the resolution. A file reached
-    // through two names is two sources to the cache.
-    Ok(MountedFile {
-        path: mount.join(relative),
-        meta,
-    })
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
 /// The mount directory, opened once and kept: `openat2` resolves beneath it. A mount that is
@@ -246,6 +282,40 @@ mod tests {
         assert_eq!(ok(&m, "sub/new.jpg"), m.join("sub/new.jpg"));
         assert_eq!(ok(&m, "sub/new.jpg"), m.join("sub/new.jpg"));
         refused(&m, "sub/c.jpg");
+    }
+
+    #[test]
+    fn the_read_is_contained_again_after_the_check() {
+        use std::io::Read;
+        let (root, m) = mount();
+        let read = |path: &Path| -> Result<String, Error> {
+            let mut text = String::new();
+            open(&m, path)?.read_to_string(&mut text).unwrap();
+            Ok(text)
+        };
+        std::fs::write(root.path().join("img2/c.jpg"), b"outside").unwrap();
+        std::os::unix::fs::symlink(m.join("sub/c.jpg"), m.join("abs.jpg")).unwrap();
+        assert_eq!(read(&ok(&m, "sub/c.jpg")).unwrap(), "x");
+        assert_eq!(read(&ok(&m, "abs.jpg")).unwrap(), "x"); // the by-path way, still inside
+
+        // Between resolve and the read, `sub` becomes a link out of the mount: relative (the
+        // kernel refuses it), then absolute (opened by path, refused by where it really is).
+        let found = ok(&m, "sub/c.jpg");
+        std::fs::remove_dir_all(m.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../img2", m.join("sub")).unwrap();
+        assert_eq!(read(&found), Err(Error::InvalidFilePath));
+        std::fs::remove_file(m.join("sub")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("img2"), m.join("sub")).unwrap();
+        assert_eq!(read(&found), Err(Error::InvalidFilePath));
+
+        // A FIFO swapped in is refused at once instead of blocking the open.
+        let fifo = m.join("a b.jpg");
+        std::fs::remove_file(&fifo).unwrap();
+        let name = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        assert_eq!(read(&fifo), Err(Error::InvalidFilePath));
+        assert_eq!(read(Path::new("/etc/passwd")), Err(Error::InvalidFilePath));
     }
 
     #[test]

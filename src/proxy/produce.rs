@@ -55,7 +55,10 @@ impl Producer {
         }
         let bytes = match input {
             Input::Bytes(b) => b,
-            Input::File(path) => source::read_file(&path, self.cfg.max_body_size).await?,
+            Input::File(path) => {
+                let mount = self.cfg.mount.as_deref().ok_or(Error::InvalidFilePath)?;
+                source::read_file(mount, &path, self.cfg.max_body_size).await?
+            }
             Input::Url(url, forwarded) => {
                 let key = url.to_string();
                 self.origin_bytes(&self.origin, url, &key, &forwarded)

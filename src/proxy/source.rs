@@ -3,6 +3,8 @@
 //! enables it (FIX of spec §14 item 1: imaginary serves `?url=` with only `-mount` set, and
 //! reads any local file with only `-enable-url-source`).
 
+use std::path::Path;
+
 use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 use url::Url;
@@ -117,12 +119,12 @@ pub fn file_identity(file: &mount::MountedFile) -> String {
 }
 
 /// Reads a resolved mount file, refusing files over `limit`: one trip to the blocking pool
-/// for the open, the size check and the read.
-pub async fn read_file(path: &std::path::Path, limit: u64) -> Result<Bytes, Error> {
+/// for the open (contained again: `mount::open`), the size check and the read.
+pub async fn read_file(mount: &Path, path: &Path, limit: u64) -> Result<Bytes, Error> {
     use std::io::Read;
-    let path = path.to_path_buf();
+    let (mount, path) = (mount.to_path_buf(), path.to_path_buf());
     let read = move || {
-        let file = std::fs::File::open(&path).map_err(|_| Error::InvalidFilePath)?;
+        let file = mount::open(&mount, &path)?;
         let len = file.metadata().map_err(|_| Error::InvalidFilePath)?.len();
         if len > limit {
             return Err(Error::TooLarge { limit });
