@@ -47,6 +47,17 @@ fn main() {
     for symbol in ["orc_program_compile", "orc_program_free"] {
         println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
     }
+    // zlib-rs (the `libz-rs-sys` dependency) defines zlib's API under zlib's names, exported
+    // from the binary; the dynamic linker looks in the executable before any shared library, so
+    // libpng (inside libvips) and every other library inflate and deflate with it instead of the
+    // system's libz.so.1 (src/ops/vips/zlib.rs). All of zlib's functions go together: a stream
+    // begun by one implementation must never be continued by the other. rustc already exports
+    // `#[no_mangle]` functions from an executable; the flags say so explicitly, and `--undefined`
+    // pulls each one in although no Rust code calls it.
+    for symbol in ZLIB_API {
+        println!("cargo:rustc-link-arg=-Wl,--undefined={symbol}");
+        println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
+    }
     for path in &vips.link_paths {
         println!("cargo:rustc-link-search=native={}", path.display());
     }
@@ -54,3 +65,96 @@ fn main() {
         println!("cargo:rustc-link-lib={lib}");
     }
 }
+
+/// Every function libz.so.1 (zlib 1.2.13) exports. zlib-rs defines all of them but `gzprintf`
+/// and `gzvprintf` (C varargs, which stable Rust cannot define): those two are in shim.c.
+const ZLIB_API: &[&str] = &[
+    "adler32",
+    "adler32_combine",
+    "adler32_combine64",
+    "adler32_z",
+    "compress",
+    "compress2",
+    "compressBound",
+    "crc32",
+    "crc32_combine",
+    "crc32_combine64",
+    "crc32_combine_gen",
+    "crc32_combine_gen64",
+    "crc32_combine_op",
+    "crc32_z",
+    "deflate",
+    "deflateBound",
+    "deflateCopy",
+    "deflateEnd",
+    "deflateGetDictionary",
+    "deflateInit2_",
+    "deflateInit_",
+    "deflateParams",
+    "deflatePending",
+    "deflatePrime",
+    "deflateReset",
+    "deflateResetKeep",
+    "deflateSetDictionary",
+    "deflateSetHeader",
+    "deflateTune",
+    "get_crc_table",
+    "gzbuffer",
+    "gzclearerr",
+    "gzclose",
+    "gzclose_r",
+    "gzclose_w",
+    "gzdirect",
+    "gzdopen",
+    "gzeof",
+    "gzerror",
+    "gzflush",
+    "gzfread",
+    "gzfwrite",
+    "gzgetc",
+    "gzgetc_",
+    "gzgets",
+    "gzoffset",
+    "gzoffset64",
+    "gzopen",
+    "gzopen64",
+    "gzprintf",
+    "gzputc",
+    "gzputs",
+    "gzread",
+    "gzrewind",
+    "gzseek",
+    "gzseek64",
+    "gzsetparams",
+    "gztell",
+    "gztell64",
+    "gzungetc",
+    "gzvprintf",
+    "gzwrite",
+    "inflate",
+    "inflateBack",
+    "inflateBackEnd",
+    "inflateBackInit_",
+    "inflateCodesUsed",
+    "inflateCopy",
+    "inflateEnd",
+    "inflateGetDictionary",
+    "inflateGetHeader",
+    "inflateInit2_",
+    "inflateInit_",
+    "inflateMark",
+    "inflatePrime",
+    "inflateReset",
+    "inflateReset2",
+    "inflateResetKeep",
+    "inflateSetDictionary",
+    "inflateSync",
+    "inflateSyncPoint",
+    "inflateUndermine",
+    "inflateValidate",
+    "uncompress",
+    "uncompress2",
+    "zError",
+    "zlibCompileFlags",
+    "zlibVersion",
+];

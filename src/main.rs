@@ -150,7 +150,14 @@ fn main() {
             SystemdReady(cfg.listen),
         ));
     }
-    tracing::info!(%addr, prefix = %cfg.path_prefix, pid = std::process::id(), "imgedge listening");
+    tracing::info!(
+        %addr,
+        prefix = %cfg.path_prefix,
+        pid = std::process::id(),
+        libvips = %ops::vips::version(),
+        zlib = %ops::vips::zlib::implementation(),
+        "imgedge listening"
+    );
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
             delay: Duration::from_secs(cfg.shutdown_delay),

@@ -106,7 +106,9 @@ fn open_beneath(mount: &Path, relative: &Path) -> Result<MountedFile, Fallback> 
 /// a FIFO swapped in from blocking the open (it changes nothing for regular files).
 pub fn open(mount: &Path, file: &Path) -> Result<File, Error> {
     use std::os::unix::fs::OpenOptionsExt;
-    let relative = file.strip_prefix(mount).map_err(|_| Error::InvalidFilePath)?;
+    let relative = file
+        .strip_prefix(mount)
+        .map_err(|_| Error::InvalidFilePath)?;
     let flags = libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY;
     let opened = match openat2_beneath(mount, relative, flags) {
         Ok(opened) => opened,

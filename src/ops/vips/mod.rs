@@ -30,6 +30,8 @@ use std::sync::{Arc, Once};
 
 use super::format::ImageType;
 
+pub mod zlib;
+
 /// Opaque libvips image.
 #[repr(C)]
 pub struct VipsImage {

@@ -10,6 +10,8 @@
  * Varargs hygiene: every int-typed option receives an `int` (gboolean and enums are ints),
  * every double option a `double`; a wrong type here is undefined behaviour, not an error.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +111,41 @@ imgedge_orc_guarded_calls(void)
 #else
 	return 0;
 #endif
+}
+
+/* zlib. zlib-rs stands in for the system's zlib (build.rs, zlib.rs) and defines all of its API
+ * but the two varargs functions, which Rust cannot define; they are here, on its gzwrite, so
+ * that no gzFile of zlib-rs ever reaches the system's zlib. zlib's rules: at most the gzFile's
+ * buffer (8 KiB by default) per call; 0 when the text does not fit. */
+typedef struct gzFile_s *gzFile;
+int gzwrite(gzFile file, const void *buf, unsigned len);
+int gzvprintf(gzFile file, const char *format, va_list va);
+int gzprintf(gzFile file, const char *format, ...);
+
+int
+gzvprintf(gzFile file, const char *format, va_list va)
+{
+	char text[8192];
+	int len;
+
+	if (!file || !format)
+		return -2; /* Z_STREAM_ERROR */
+	len = vsnprintf(text, sizeof(text), format, va);
+	if (len <= 0 || (size_t) len >= sizeof(text))
+		return 0;
+	return gzwrite(file, text, (unsigned) len);
+}
+
+int
+gzprintf(gzFile file, const char *format, ...)
+{
+	va_list va;
+	int written;
+
+	va_start(va, format);
+	written = gzvprintf(file, format, va);
+	va_end(va);
+	return written;
 }
 
 /* The metadata option of every saver: `strip` up to 8.14, `keep` from 8.15 on. Expands to a

@@ -1,0 +1,83 @@
+//! zlib-rs in front of the system's zlib, process-wide.
+//!
+//! libpng inside Debian 12's libvips inflates and deflates with the system's zlib 1.2.13, and that
+//! was 42 % of the CPU of a PNG-alpha → 300 px request (perf; docs/performance.md, "PNG"). zlib-rs
+//! (the `libz-rs-sys` crate: zlib's C API in Rust, by the Trifecta Tech Foundation) defines the
+//! same functions under the same names. `build.rs` exports all of them from the binary, and the
+//! dynamic linker looks in the executable before any shared library, so libpng, libtiff, GLib and
+//! every other user of zlib in the process bind to zlib-rs. All functions move together (a
+//! stream begun by one implementation must never be continued by the other); zlib's two varargs
+//! functions, which Rust cannot define, are in `shim.c`.
+//!
+//! Output is the same DEFLATE format; the bytes (and so PNG sizes) can differ slightly from
+//! zlib 1.2's at the same level. [`implementation`] says which zlib the process uses.
+
+use std::ffi::{c_char, CStr};
+
+// Linked for its exported C symbols; no Rust code calls it.
+use libz_rs_sys as _;
+
+/// The `zlibVersion()` every library in the process binds to, e.g. `1.3.0-zlib-rs-0.6.8`
+/// (zlib-rs in front) or `1.2.13` (the system's: the exports did not take).
+pub fn implementation() -> String {
+    extern "C" {
+        fn zlibVersion() -> *const c_char;
+    }
+    // dlsym finds what libpng's calls find: the first definition in the global lookup order.
+    // SAFETY: dlsym with a NUL-terminated name; the result, if any, is zlib's
+    // `const char *zlibVersion(void)`, returning a static string.
+    unsafe {
+        let found = libc::dlsym(libc::RTLD_DEFAULT, c"zlibVersion".as_ptr());
+        let f: unsafe extern "C" fn() -> *const c_char = if found.is_null() {
+            zlibVersion
+        } else {
+            std::mem::transmute::<*mut libc::c_void, unsafe extern "C" fn() -> *const c_char>(found)
+        };
+        CStr::from_ptr(f()).to_string_lossy().into_owned()
+    }
+}
+
+/// Whether zlib-rs is the zlib of the process.
+pub fn in_front() -> bool {
+    implementation().contains("zlib-rs")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zlib_rs_is_what_every_library_binds_to() {
+        assert!(in_front(), "zlib in use: {}", implementation());
+    }
+
+    #[test]
+    fn the_varargs_pair_writes_through_zlib_rs() {
+        // gzprintf is shim.c's, on zlib-rs' gzwrite: a gzFile of one implementation only.
+        use std::ffi::{c_int, c_void};
+        extern "C" {
+            fn gzopen(path: *const c_char, mode: *const c_char) -> *mut c_void;
+            fn gzprintf(file: *mut c_void, format: *const c_char, ...) -> c_int;
+            fn gzread(file: *mut c_void, buf: *mut c_void, len: u32) -> c_int;
+            fn gzclose(file: *mut c_void) -> c_int;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = std::ffi::CString::new(dir.path().join("t.gz").to_str().unwrap()).unwrap();
+        let mut text = [0u8; 64];
+        // SAFETY: valid C strings and a buffer of the length given; each file closed once.
+        let (written, read) = unsafe {
+            let file = gzopen(path.as_ptr(), c"wb".as_ptr());
+            assert!(!file.is_null());
+            let written = gzprintf(file, c"%s %d".as_ptr(), c"answer".as_ptr(), 42 as c_int);
+            assert_eq!(gzclose(file), 0);
+            let file = gzopen(path.as_ptr(), c"rb".as_ptr());
+            let read = gzread(file, text.as_mut_ptr().cast(), text.len() as u32);
+            gzclose(file);
+            (written, read)
+        };
+        assert_eq!((written, read), (9, 9));
+        assert_eq!(&text[..9], b"answer 42");
+        let raw = std::fs::read(dir.path().join("t.gz")).unwrap();
+        assert_eq!(&raw[..2], &[0x1f, 0x8b], "a gzip file");
+    }
+}
