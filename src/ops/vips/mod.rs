@@ -1498,6 +1498,30 @@ mod tests {
     }
 
     #[test]
+    fn alpha_resize_rounds_premultiplied_values_to_nearest() {
+        // The 8-bit alpha path (shim.c, imgedge_resize) premultiplies, rounds to 8 bits,
+        // reduces, unpremultiplies and rounds again. On a flat image the reduce changes nothing,
+        // so each pixel must be round(round(c·a/255)·255/a): truncating either step (or
+        // rounding twice) gives another value for some of these.
+        for (c, a) in [
+            (200u8, 100u8),
+            (201, 101),
+            (37, 3),
+            (255, 254),
+            (1, 255),
+            (90, 200),
+        ] {
+            let pixels = [c, c / 2, 255 - c, a].repeat(64 * 64);
+            let img = Image::from_pixels(&pixels, 64, 64, 4).unwrap();
+            let small = img.resize(0.25, 0.25).unwrap();
+            let premultiplied = (c as f64 * a as f64 / 255.0).round();
+            let expected = (premultiplied * 255.0 / a as f64).round().min(255.0);
+            let got = small.pixel(8, 8).unwrap();
+            assert_eq!((got[0], got[3]), (expected, a as f64), "c {c}, alpha {a}");
+        }
+    }
+
+    #[test]
     fn test_pattern_has_the_requested_shape() {
         for bands in 1..=4 {
             let img = Image::test_pattern(40, 30, bands).unwrap();
