@@ -1514,6 +1514,7 @@ mod tests {
             let pixels = [c, c / 2, 255 - c, a].repeat(64 * 64);
             let img = Image::from_pixels(&pixels, 64, 64, 4).unwrap();
             let small = img.resize(0.25, 0.25).unwrap();
+            drop(img); // the pipeline keeps what it reads from alive
             let premultiplied = (c as f64 * a as f64 / 255.0).round();
             let expected = (premultiplied * 255.0 / a as f64).round().min(255.0);
             let got = small.pixel(8, 8).unwrap();

@@ -447,6 +447,113 @@ imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation)
  * (random access: rotated, smart-cropped, pipeline steps): 2 MP by 1/4 takes 91 ms with it and
  * 9.5 ms with the reduce alone (gap 0), which is also the more exact resample. Above a factor
  * of 16 the shrink pays for itself again, so it is kept there. */
+/* Premultiplication of 8-bit images, in one pass. vips_premultiply (up to 8.16 at least)
+ * always returns floats, so rounding an 8-bit image back to bytes for the 8-bit resize paths
+ * took three passes over the full-size image (premultiply, rint, cast): 17 % of a PNG-alpha →
+ * 300 px request. This operation writes round(c·a/255) for every band but the last (alpha,
+ * copied), the same bytes as those three passes: c·a/255 is never exactly halfway (255 is odd),
+ * so round-half-up and rint agree. A libvips operation like any other: lazy, by regions,
+ * sequential-safe. */
+typedef struct _ImgedgePremultiply {
+	VipsOperation parent_instance;
+	VipsImage *in;
+	VipsImage *out;
+} ImgedgePremultiply;
+
+typedef VipsOperationClass ImgedgePremultiplyClass;
+
+G_DEFINE_TYPE(ImgedgePremultiply, imgedge_premultiply, VIPS_TYPE_OPERATION);
+
+static int
+imgedge_premultiply_gen(VipsRegion *out_region, void *seq, void *a, void *b, gboolean *stop)
+{
+	VipsRegion *ir = (VipsRegion *) seq;
+	VipsRect *r = &out_region->valid;
+	int bands = out_region->im->Bands;
+	int line = r->width * bands;
+
+	if (vips_region_prepare(ir, r))
+		return -1;
+	for (int y = 0; y < r->height; y++) {
+		VipsPel *p = VIPS_REGION_ADDR(ir, r->left, r->top + y);
+		VipsPel *q = VIPS_REGION_ADDR(out_region, r->left, r->top + y);
+
+		for (int x = 0; x < line; x += bands) {
+			unsigned alpha = p[x + bands - 1];
+
+			for (int i = 0; i < bands - 1; i++) {
+				/* round(v / 255) for v = c·a in 0..65025, exactly. */
+				unsigned t = p[x + i] * alpha + 128;
+
+				q[x + i] = (VipsPel) ((t + (t >> 8)) >> 8);
+			}
+			q[x + bands - 1] = (VipsPel) alpha;
+		}
+	}
+	return 0;
+}
+
+static int
+imgedge_premultiply_build(VipsObject *object)
+{
+	ImgedgePremultiply *premultiply = (ImgedgePremultiply *) object;
+	VipsImage *in;
+
+	g_object_set(premultiply, "out", vips_image_new(), NULL);
+	if (VIPS_OBJECT_CLASS(imgedge_premultiply_parent_class)->build(object))
+		return -1;
+	in = premultiply->in;
+	if (vips_image_pio_input(in) ||
+		vips_check_uncoded("imgedge_premultiply", in) ||
+		vips_check_format("imgedge_premultiply", in, VIPS_FORMAT_UCHAR) ||
+		vips_check_bands_atleast("imgedge_premultiply", in, 2))
+		return -1;
+	if (vips_image_pipelinev(premultiply->out, VIPS_DEMAND_STYLE_THINSTRIP, in, NULL) ||
+		vips_image_generate(premultiply->out,
+			vips_start_one, imgedge_premultiply_gen, vips_stop_one, in, NULL))
+		return -1;
+	return 0;
+}
+
+static void
+imgedge_premultiply_class_init(ImgedgePremultiplyClass *class)
+{
+	GObjectClass *gobject_class = G_OBJECT_CLASS(class);
+	VipsObjectClass *object_class = VIPS_OBJECT_CLASS(class);
+
+	gobject_class->set_property = vips_object_set_property;
+	gobject_class->get_property = vips_object_get_property;
+	object_class->nickname = "imgedge_premultiply";
+	object_class->description = "premultiply an 8-bit image by its alpha, rounded, as 8 bits";
+	object_class->build = imgedge_premultiply_build;
+	VIPS_ARG_IMAGE(class, "in", 1, "Input", "Input image",
+		VIPS_ARGUMENT_REQUIRED_INPUT, G_STRUCT_OFFSET(ImgedgePremultiply, in));
+	VIPS_ARG_IMAGE(class, "out", 2, "Output", "Output image",
+		VIPS_ARGUMENT_REQUIRED_OUTPUT, G_STRUCT_OFFSET(ImgedgePremultiply, out));
+}
+
+static void
+imgedge_premultiply_init(ImgedgePremultiply *premultiply)
+{
+	(void) premultiply;
+}
+
+static int
+premultiply_uchar(VipsImage *in, VipsImage **out)
+{
+	VipsOperation *operation = VIPS_OPERATION(g_object_new(imgedge_premultiply_get_type(), NULL));
+	int result = 0;
+
+	g_object_set(operation, "in", in, NULL);
+	if (vips_cache_operation_buildp(&operation))
+		result = -1;
+	else
+		g_object_get(operation, "out", out, NULL);
+	vips_object_unref_outputs(VIPS_OBJECT(operation));
+	g_object_unref(operation);
+	return result;
+}
+
 int
 imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int sequential)
 {
@@ -458,16 +565,15 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 	gboolean alpha = vips_image_hasalpha(in);
 	VipsImage *x = in;
 
-	if (alpha) {
+	if (alpha && reduce && format == VIPS_FORMAT_UCHAR) {
+		if (premultiply_uchar(x, &t[0]))
+			goto fail;
+		x = t[0];
+	}
+	else if (alpha) {
 		if (vips_premultiply(x, &t[0], NULL))
 			goto fail;
 		x = t[0];
-		if (reduce && format == VIPS_FORMAT_UCHAR) {
-			if (vips_rint(x, &t[1], NULL) ||
-				vips_cast(t[1], &t[2], VIPS_FORMAT_UCHAR, NULL))
-				goto fail;
-			x = t[2];
-		}
 	}
 	if (!sequential && reduce && 1.0 / VIPS_MIN(hscale, vscale) < 16.0) {
 		if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel,
