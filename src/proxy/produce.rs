@@ -53,38 +53,55 @@ impl Producer {
             metrics().pool_rejected.inc();
             return Err(Error::Overloaded);
         }
-        let bytes = match input {
-            Input::Bytes(b) => b,
-            Input::File(path) => {
-                let mount = self.cfg.mount.as_deref().ok_or(Error::InvalidFilePath)?;
-                source::read_file(mount, &path, self.cfg.max_body_size).await?
-            }
+        // A mounted file is read on the worker itself, not before the queue: one hop to the
+        // blocking pool fewer, and a request waiting for a worker holds no source bytes.
+        let (bytes, file) = match input {
+            Input::Bytes(b) => (b, None),
+            Input::File(path) => (Bytes::new(), Some(path)),
             Input::Url(url, forwarded) => {
                 let key = url.to_string();
-                self.origin_bytes(&self.origin, url, &key, &forwarded)
-                    .await?
+                let bytes = self
+                    .origin_bytes(&self.origin, url, &key, &forwarded)
+                    .await?;
+                (bytes, None)
             }
             Input::Named { fetch, object } => {
-                self.origin_bytes(&self.trusted, fetch, object.as_str(), &[])
-                    .await?
+                let bytes = self
+                    .origin_bytes(&self.trusted, fetch, object.as_str(), &[])
+                    .await?;
+                (bytes, None)
             }
         };
-        if bytes.is_empty() {
-            return Err(Error::EmptyBody);
-        }
-        if ops::format::sniff(&bytes).is_none() {
-            return Err(Error::Op(OpError::UnsupportedMedia));
+        if file.is_none() {
+            usable(&bytes)?;
         }
         let watermarks = self.watermarks(&plan).await?;
 
         let max_megapixels = self.cfg.max_allowed_resolution;
+        let (mount, limit) = (self.cfg.mount.clone(), self.cfg.max_body_size);
         let operation = endpoint_label(&plan);
         let started = Instant::now();
         let output = self
             .pool
-            // The resolution limit is checked from the header inside, before any pixel is
-            // decoded, with the header read once.
-            .run(move || ops::run_limited(&plan, &bytes, &watermarks, max_megapixels))
+            .run(move || {
+                let bytes = match (file, mount) {
+                    (Some(path), Some(mount)) => {
+                        let bytes = source::read_file(&mount, &path, limit)?;
+                        usable(&bytes)?;
+                        bytes
+                    }
+                    (Some(_), None) => return Err(Error::InvalidFilePath),
+                    (None, _) => bytes,
+                };
+                // The resolution limit is checked from the header inside, before any pixel is
+                // decoded, with the header read once.
+                Ok(ops::run_limited(
+                    &plan,
+                    &bytes,
+                    &watermarks,
+                    max_megapixels,
+                )?)
+            })
             .await
             .inspect_err(|e| {
                 if matches!(e, Error::Overloaded) {
@@ -227,6 +244,18 @@ async fn keep(cache: &Cache, key: &str, fetched: Fetched) -> Result<Bytes, Error
     let result = entry_body(&entry, key);
     sources.store(key, entry).await;
     result
+}
+
+/// A source worth decoding: not empty, and a format libvips reads (sniffed from its first
+/// bytes), checked before any worker time is spent on it.
+fn usable(bytes: &Bytes) -> Result<(), Error> {
+    if bytes.is_empty() {
+        return Err(Error::EmptyBody);
+    }
+    match ops::format::sniff(bytes) {
+        Some(_) => Ok(()),
+        None => Err(Error::Op(OpError::UnsupportedMedia)),
+    }
 }
 
 /// The body of a cached origin answer, or the error a negative entry stands for.

@@ -118,28 +118,23 @@ pub fn file_identity(file: &mount::MountedFile) -> String {
     format!("file:{}\n{}\n{mtime}", file.path.display(), file.meta.len())
 }
 
-/// Reads a resolved mount file, refusing files over `limit`: one trip to the blocking pool
-/// for the open (contained again: `mount::open`), the size check and the read.
-pub async fn read_file(mount: &Path, path: &Path, limit: u64) -> Result<Bytes, Error> {
+/// Reads a resolved mount file, refusing files over `limit`: the open (contained again:
+/// `mount::open`), the size check and a capped read. Blocking: the producer calls it on the
+/// worker that will decode the bytes.
+pub fn read_file(mount: &Path, path: &Path, limit: u64) -> Result<Bytes, Error> {
     use std::io::Read;
-    let (mount, path) = (mount.to_path_buf(), path.to_path_buf());
-    let read = move || {
-        let file = mount::open(&mount, &path)?;
-        let len = file.metadata().map_err(|_| Error::InvalidFilePath)?.len();
-        if len > limit {
-            return Err(Error::TooLarge { limit });
-        }
-        // `take`: a file that grows between the stat and the read still stops at the limit.
-        let mut bytes = Vec::with_capacity(len as usize);
-        file.take(limit.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|_| Error::InvalidFilePath)?;
-        match bytes.len() as u64 > limit {
-            true => Err(Error::TooLarge { limit }),
-            false => Ok(Bytes::from(bytes)),
-        }
-    };
-    tokio::task::spawn_blocking(read)
-        .await
-        .map_err(|_| Error::InvalidFilePath)?
+    let file = mount::open(mount, path)?;
+    let len = file.metadata().map_err(|_| Error::InvalidFilePath)?.len();
+    if len > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    // `take`: a file that grows between the stat and the read still stops at the limit.
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|_| Error::InvalidFilePath)?;
+    match bytes.len() as u64 > limit {
+        true => Err(Error::TooLarge { limit }),
+        false => Ok(Bytes::from(bytes)),
+    }
 }
