@@ -77,6 +77,22 @@ fn health_reports_real_figures_after_imaginarys_keys() {
     assert!(v["cache"]["diskCapacityBytes"].as_u64().unwrap() > 0, "{v}");
 }
 
+/// Rust's allocations come from jemalloc, set up by the binary to hand freed pages back from one
+/// background thread (main.rs, `malloc_conf`): if the configuration did not take, jemalloc
+/// would run none (or one per CPU) and RSS would lag the working set by its 10-second default.
+#[test]
+fn freed_memory_is_returned_by_one_jemalloc_background_thread() {
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+    assert_eq!(s.get("/resize?width=120&file=scene.jpg").status, 200);
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", s.child.id())).unwrap();
+    let names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    let background = names.iter().filter(|n| *n == "jemalloc_bg_thd").count();
+    assert_eq!(background, 1, "threads: {names:?}");
+}
+
 #[test]
 fn probes_need_no_api_key_and_answer_under_the_prefix() {
     let s = Imgedge::start(&["-key", "s3cret", "-path-prefix", "/api"]);
