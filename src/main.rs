@@ -34,7 +34,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// Freed pages go back to the system after 1 s instead of jemalloc's 10 s, by one background
 /// thread rather than on allocating threads: RSS follows the working set (soak and overload
-/// bounds in BENCHMARKS.md). `MALLOC_CONF`/`_RJEM_MALLOC_CONF` in the environment still apply.
+/// bounds in BENCHMARKS.md). `_RJEM_MALLOC_CONF` in the environment overrides it.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
 pub static malloc_conf: &[u8; 85] =
