@@ -1,6 +1,6 @@
 //! Step 6 of the lifecycle: making a variant on a cache miss. Reads the source (through the
-//! source cache for origins), applies the limits, runs the plan on the worker pool and wraps
-//! the result as a cacheable [`Variant`].
+//! source cache for origins; mounted files on the worker itself), applies the limits, runs the
+//! plan on the worker pool and wraps the result as a cacheable [`Variant`].
 //!
 //! A [`Producer`] owns (shares) everything it needs, because the cache runs it as a task of
 //! its own: a client that goes away must not stall the others waiting for the same variant.
@@ -36,6 +36,12 @@ pub enum Input {
     Named { fetch: Url, object: Url },
 }
 
+/// What the worker starts from: bytes in hand, or a mounted file it reads itself.
+enum Loaded {
+    Bytes(Bytes),
+    File(PathBuf),
+}
+
 pub struct Producer {
     pub cfg: Arc<Config>,
     pub pool: Arc<Pool>,
@@ -55,25 +61,21 @@ impl Producer {
         }
         // A mounted file is read on the worker itself, not before the queue: one hop to the
         // blocking pool fewer, and a request waiting for a worker holds no source bytes.
-        let (bytes, file) = match input {
-            Input::Bytes(b) => (b, None),
-            Input::File(path) => (Bytes::new(), Some(path)),
+        let source = match input {
+            Input::Bytes(b) => Loaded::Bytes(b),
+            Input::File(path) => Loaded::File(path),
             Input::Url(url, forwarded) => {
                 let key = url.to_string();
-                let bytes = self
-                    .origin_bytes(&self.origin, url, &key, &forwarded)
-                    .await?;
-                (bytes, None)
+                let fetched = self.origin_bytes(&self.origin, url, &key, &forwarded);
+                Loaded::Bytes(fetched.await?)
             }
             Input::Named { fetch, object } => {
-                let bytes = self
-                    .origin_bytes(&self.trusted, fetch, object.as_str(), &[])
-                    .await?;
-                (bytes, None)
+                let fetched = self.origin_bytes(&self.trusted, fetch, object.as_str(), &[]);
+                Loaded::Bytes(fetched.await?)
             }
         };
-        if file.is_none() {
-            usable(&bytes)?;
+        if let Loaded::Bytes(bytes) = &source {
+            usable(bytes)?;
         }
         let watermarks = self.watermarks(&plan).await?;
 
@@ -83,15 +85,15 @@ impl Producer {
         let started = Instant::now();
         let output = self
             .pool
-            .run(move || {
-                let bytes = match (file, mount) {
-                    (Some(path), Some(mount)) => {
+            .run(move || -> Result<ops::Output, Error> {
+                let bytes = match source {
+                    Loaded::Bytes(bytes) => bytes,
+                    Loaded::File(path) => {
+                        let mount = mount.ok_or(Error::InvalidFilePath)?;
                         let bytes = source::read_file(&mount, &path, limit)?;
                         usable(&bytes)?;
                         bytes
                     }
-                    (Some(_), None) => return Err(Error::InvalidFilePath),
-                    (None, _) => bytes,
                 };
                 // The resolution limit is checked from the header inside, before any pixel is
                 // decoded, with the header read once.
