@@ -345,9 +345,9 @@ impl Edge {
         // Not for requests that carry headers forwarded to origins: their variants are keyed by
         // those too, and must not be answered with the one made without them.
         let method = &session.req_header().method;
-        let request = ((method == Method::GET || method == Method::HEAD)
-            && self.forwarded(session).is_empty())
-        .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
+        let forwarded = self.forwarded(session);
+        let request = ((method == Method::GET || method == Method::HEAD) && forwarded.is_empty())
+            .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
         if let Some(known) = request.as_ref().and_then(|r| self.memo.get(r)) {
             if let Some(variant) = self.producer.cache.get_memory_hit(&known.key).await {
                 metrics()
@@ -377,7 +377,7 @@ impl Edge {
             }
         };
         let vary_accept = plan.vary_accept;
-        let mut reply = match self.serve(session, plan, pairs, request).await {
+        let mut reply = match self.serve(session, plan, pairs, forwarded, request).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::info!(status = e.status(), error = %e.message(), "image request failed");
@@ -392,13 +392,14 @@ impl Edge {
 
     /// Steps 5–7: the variant's key from the plan and the source's identity, then memory,
     /// disk, or one production shared by every concurrent request for it.
-    /// `request` (a GET or HEAD without forwarded headers, see `image`) is remembered with
-    /// the key.
+    /// `forwarded` are the headers an origin source is fetched with (and keyed by); `request`
+    /// (a GET or HEAD without them, see `image`) is remembered with the key.
     async fn serve(
         &self,
         session: &mut Session,
         plan: Plan,
         pairs: &[(String, String)],
+        forwarded: Vec<(String, String)>,
         request: Option<memo::Request>,
     ) -> Result<Reply, Error> {
         let post = session.req_header().method == Method::POST;
@@ -416,7 +417,6 @@ impl Edge {
                 (Input::File(file.path), Some(identity))
             }
             Source::Url(url) => {
-                let forwarded = self.forwarded(session);
                 let identity = url_identity(&url, &forwarded);
                 (Input::Url(url, forwarded), Some(identity))
             }
