@@ -132,9 +132,9 @@ pub fn wait_listening(addr: SocketAddr) {
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    // The kernel may hand a port freed here to a parallel test's bind(0) too; two servers on
-    // one port (pingora listens with SO_REUSEPORT) then share each other's requests. So no
-    // port is handed out twice in one test process.
+    // The kernel may hand a port freed here to a parallel test's bind(0) too; the second
+    // server then fails to bind and its test talks to the first test's server. So no port is
+    // handed out twice in one test process.
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
