@@ -9,6 +9,7 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/reduceh.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
@@ -29,6 +30,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .file("src/ops/vips/shim.c")
+        .file("src/ops/vips/reduceh.c")
         .include("src/ops/vips")
         .warnings(true)
         .extra_warnings(true)

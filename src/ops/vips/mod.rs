@@ -106,6 +106,12 @@ mod ffi {
             vscale: f64,
             sequential: c_int,
         ) -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_reduceh_uchar(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            hshrink: f64,
+        ) -> c_int;
         pub fn imgedge_extract_area(
             im: *mut VipsImage,
             out: *mut *mut VipsImage,
@@ -1021,6 +1027,15 @@ impl Image {
         self.derived(None, rc, out, "resize")
     }
 
+    /// reduceh.c alone (resize uses it for the horizontal pass of 8-bit reductions).
+    #[cfg(test)]
+    fn reduceh(&self, hshrink: f64) -> Result<Image, VipsError> {
+        self.apply("reduceh", |im, out| {
+            // SAFETY: live image.
+            unsafe { ffi::imgedge_reduceh_uchar(im, out, hshrink) }
+        })
+    }
+
     /// Resizes to exactly `width`×`height`. libvips rounds each axis; a ±1 px miss is cut or
     /// edge-extended away so callers can rely on the size.
     pub fn resize_to(&self, width: u32, height: u32) -> Result<Image, VipsError> {
@@ -1510,7 +1525,12 @@ mod tests {
             (255, 254),
             (1, 255),
             (90, 200),
+            (255, 255),
+            (0, 77),
+            (128, 128),
+            (254, 1),
         ] {
+            // 64 px rows: the SSE2 path (four pixels at a time) does them all.
             let pixels = [c, c / 2, 255 - c, a].repeat(64 * 64);
             let img = Image::from_pixels(&pixels, 64, 64, 4).unwrap();
             let small = img.resize(0.25, 0.25).unwrap();
@@ -1519,6 +1539,131 @@ mod tests {
             let expected = (premultiplied * 255.0 / a as f64).round().min(255.0);
             let got = small.pixel(8, 8).unwrap();
             assert_eq!((got[0], got[3]), (expected, a as f64), "c {c}, alpha {a}");
+        }
+    }
+
+    /// Lanczos3 horizontal reduction in f64, edges extended: what reduceh.c approximates in
+    /// 16-bit fixed point. Output pixel x is centred on input (x + 0.5)·shrink − 0.5.
+    fn reduceh_reference(pixels: &[u8], width: usize, bands: usize, shrink: f64) -> Vec<u8> {
+        let lanczos3 = |x: f64| {
+            if x == 0.0 {
+                1.0
+            } else if x.abs() >= 3.0 {
+                0.0
+            } else {
+                let px = std::f64::consts::PI * x;
+                3.0 * px.sin() * (px / 3.0).sin() / (px * px)
+            }
+        };
+        let height = pixels.len() / (width * bands);
+        let out_width = ((width as f64 / shrink).round() as usize).max(1);
+        let mut out = Vec::with_capacity(out_width * height * bands);
+        for y in 0..height {
+            for x in 0..out_width {
+                let centre = (x as f64 + 0.5) * shrink - 0.5;
+                let (first, last) = (
+                    (centre - 3.0 * shrink).floor() as i64 + 1,
+                    (centre + 3.0 * shrink).ceil() as i64 - 1,
+                );
+                for b in 0..bands {
+                    let (mut sum, mut weights) = (0.0, 0.0);
+                    for i in first..=last {
+                        let w = lanczos3((i as f64 - centre) / shrink);
+                        let column = i.clamp(0, width as i64 - 1) as usize;
+                        sum += w * pixels[(y * width + column) * bands + b] as f64;
+                        weights += w;
+                    }
+                    out.push((sum / weights).round().clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn horizontal_reduce_is_lanczos3_within_one_level() {
+        // reduceh.c replaces libvips' horizontal pass for 8-bit reductions: every band count,
+        // shrinks from 1 to almost 16 (1, 2 and 3 groups of 8 taps, and the general loop),
+        // widths that leave a tail after the groups of four samples, a single column, and a
+        // hard 0/255 step whose ringing must clamp, not wrap around.
+        let noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|i| ((i * 7919 + (i / 7) * 131) % 256) as u8)
+                .collect()
+        };
+        for bands in 1..=4usize {
+            for (width, shrink) in [
+                (97usize, 1.0),
+                (97, 1.25),
+                (100, 2.0),
+                (61, 3.2),
+                (203, 4.0),
+                (333, 7.3),
+                (500, 15.9),
+                (1, 1.0),
+                (5, 4.0),
+            ] {
+                let height = 3;
+                let step: Vec<u8> = (0..width * height * bands)
+                    .map(|i| {
+                        if (i / bands) % width < width / 2 {
+                            0
+                        } else {
+                            255
+                        }
+                    })
+                    .collect();
+                for (name, pixels) in [("noise", noise(width * height * bands)), ("step", step)] {
+                    let img =
+                        Image::from_pixels(&pixels, width as u32, height as u32, bands as u32)
+                            .unwrap();
+                    let out = img.reduceh(shrink).unwrap();
+                    let expected = reduceh_reference(&pixels, width, bands, shrink);
+                    let got = out.to_pixels().unwrap();
+                    assert_eq!(
+                        (
+                            out.width() as usize * height * bands,
+                            out.height(),
+                            out.bands()
+                        ),
+                        (expected.len(), height as u32, bands as u32),
+                        "{name} {width} px / {shrink}, {bands} bands"
+                    );
+                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                        assert!(
+                            g.abs_diff(*e) <= 1,
+                            "{name} {width} px / {shrink}, {bands} bands: sample {i} is {g}, \
+                             exact {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn horizontal_reduce_of_a_part_equals_that_part_of_the_whole() {
+        // Regions that start anywhere (an extract after the resize) read the input from the
+        // first tap of their first pixel; the result must not depend on where a region starts.
+        let pixels: Vec<u8> = (0..400 * 4 * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let img = Image::from_pixels(&pixels, 400, 4, 3).unwrap();
+        let whole = img.reduceh(2.5).unwrap();
+        let all = whole.to_pixels().unwrap();
+        for (left, width) in [(0, 7), (13, 20), (101, 59), (155, 5)] {
+            let part = whole
+                .extract_area(left, 0, width, 4)
+                .unwrap()
+                .to_pixels()
+                .unwrap();
+            for y in 0..4usize {
+                let row = (y * 160 + left as usize) * 3;
+                assert_eq!(
+                    &part[y * width as usize * 3..(y + 1) * width as usize * 3],
+                    &all[row..row + width as usize * 3],
+                    "columns {left}..{} row {y}",
+                    left + width
+                );
+            }
         }
     }
 

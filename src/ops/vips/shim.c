@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "shim.h"
 
 #if VIPS_MAJOR_VERSION > 8 || (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 15)
@@ -446,7 +450,8 @@ imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation)
  * In libvips 8.14 that box shrink is pathologically slow on images already in memory
  * (random access: rotated, smart-cropped, pipeline steps): 2 MP by 1/4 takes 91 ms with it and
  * 9.5 ms with the reduce alone (gap 0), which is also the more exact resample. Above a factor
- * of 16 the shrink pays for itself again, so it is kept there. */
+ * of 16 the shrink pays for itself again, so it is kept there. On sequential images the
+ * crossover is near 8 (1000 px rows: 33 against 39 ms at 1/5, 50 against 40 at 1/10). */
 /* Premultiplication of 8-bit images, in one pass. vips_premultiply (up to 8.16 at least)
  * always returns floats, so rounding an 8-bit image back to bytes for the 8-bit resize paths
  * took three passes over the full-size image (premultiply, rint, cast): 17 % of a PNG-alpha →
@@ -464,6 +469,36 @@ typedef VipsOperationClass ImgedgePremultiplyClass;
 
 G_DEFINE_TYPE(ImgedgePremultiply, imgedge_premultiply, VIPS_TYPE_OPERATION);
 
+#ifdef __SSE2__
+/* Four RGBA pixels at once, the same arithmetic as the loop below in 16-bit lanes:
+ * c·a + 128 ≤ 65153 and t + (t >> 8) ≤ 65407 both fit. A third of the whole PNG-alpha → 300
+ * request was this loop in C (16 % of the samples), which GCC does not vectorise. */
+static int
+premultiply_rgba_sse2(const VipsPel *p, VipsPel *q, int line)
+{
+	const __m128i zero = _mm_setzero_si128();
+	const __m128i half = _mm_set1_epi16(128);
+	const __m128i alpha_lanes = _mm_set_epi16(-1, 0, 0, 0, -1, 0, 0, 0);
+	int x = 0;
+
+	for (; x + 16 <= line; x += 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *) (p + x));
+		__m128i two[2] = { _mm_unpacklo_epi8(v, zero), _mm_unpackhi_epi8(v, zero) };
+
+		for (int i = 0; i < 2; i++) {
+			__m128i c = two[i];
+			__m128i a = _mm_shufflehi_epi16(_mm_shufflelo_epi16(c, 0xFF), 0xFF);
+			__m128i t = _mm_add_epi16(_mm_mullo_epi16(c, a), half);
+
+			t = _mm_srli_epi16(_mm_add_epi16(t, _mm_srli_epi16(t, 8)), 8);
+			two[i] = _mm_or_si128(_mm_andnot_si128(alpha_lanes, t), _mm_and_si128(alpha_lanes, c));
+		}
+		_mm_storeu_si128((__m128i *) (q + x), _mm_packus_epi16(two[0], two[1]));
+	}
+	return x;
+}
+#endif
+
 static int
 imgedge_premultiply_gen(VipsRegion *out_region, void *seq, void *a, void *b, gboolean *stop)
 {
@@ -477,8 +512,13 @@ imgedge_premultiply_gen(VipsRegion *out_region, void *seq, void *a, void *b, gbo
 	for (int y = 0; y < r->height; y++) {
 		VipsPel *p = VIPS_REGION_ADDR(ir, r->left, r->top + y);
 		VipsPel *q = VIPS_REGION_ADDR(out_region, r->left, r->top + y);
+		int x = 0;
 
-		for (int x = 0; x < line; x += bands) {
+#ifdef __SSE2__
+		if (bands == 4)
+			x = premultiply_rgba_sse2(p, q, line);
+#endif
+		for (; x < line; x += bands) {
 			unsigned alpha = p[x + bands - 1];
 
 			for (int i = 0; i < bands - 1; i++) {
@@ -563,6 +603,8 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 	VipsKernel kernel = reduce ? VIPS_KERNEL_LANCZOS3 : VIPS_KERNEL_CUBIC;
 	VipsBandFormat format = vips_image_get_format(in);
 	gboolean alpha = vips_image_hasalpha(in);
+	gboolean own_h;
+	double h;
 	VipsImage *x = in;
 
 	if (alpha && reduce && format == VIPS_FORMAT_UCHAR) {
@@ -575,14 +617,26 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 			goto fail;
 		x = t[0];
 	}
-	if (!sequential && reduce && 1.0 / VIPS_MIN(hscale, vscale) < 16.0) {
-		if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel,
+	/* The horizontal pass of an 8-bit reduction is reduceh.c's: libvips 8.14's is scalar
+	 * (3 to 4 times slower); 8.16's is as fast, and one path on every libvips gives the same
+	 * bytes everywhere. It runs after libvips' vertical pass: the other way round, libvips'
+	 * vertical reduce asks for overlapping windows of rows and reduceh (no cache between them)
+	 * re-ran on the shared rows (JPEG 12 MP → 800: 36 against 39 ms; docs/performance.md). */
+	own_h = reduce && vips_image_get_format(x) == VIPS_FORMAT_UCHAR && 1.0 / hscale < 16.0;
+	h = own_h ? 1.0 : hscale;
+	if (reduce && 1.0 / VIPS_MIN(h, vscale) < (sequential ? 8.0 : 16.0)) {
+		if (vips_resize(x, &t[3], h, "vscale", vscale, "kernel", (int) kernel,
 				"gap", 0.0, NULL))
 			goto fail;
 	}
-	else if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel, NULL))
+	else if (vips_resize(x, &t[3], h, "vscale", vscale, "kernel", (int) kernel, NULL))
 		goto fail;
 	x = t[3];
+	if (own_h) {
+		if (imgedge_reduceh_uchar(x, &t[2], 1.0 / hscale))
+			goto fail;
+		x = t[2];
+	}
 	if (alpha) {
 		if (vips_unpremultiply(x, &t[4], NULL))
 			goto fail;

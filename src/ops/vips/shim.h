@@ -51,6 +51,8 @@ int imgedge_autorot(VipsImage *in, VipsImage **out);
 int imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation);
 int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
 	int sequential);
+/* reduceh.c: horizontal Lanczos3 reduction of an 8-bit image by hshrink >= 1. */
+int imgedge_reduceh_uchar(VipsImage *in, VipsImage **out, double hshrink);
 int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
 	int height);
 int imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
