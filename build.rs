@@ -1,4 +1,4 @@
-//! Compiles the libvips shim (`src/ops/vips/shim.c`).
+//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduceh.c` and `jpegpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -10,6 +10,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
     println!("cargo:rerun-if-changed=src/ops/vips/reduceh.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
@@ -27,16 +28,26 @@ fn main() {
         ),
     };
 
+    // jpegpixels.c calls libjpeg itself: the same libjpeg libvips links (libvips-dev pulls in
+    // libjpeg-dev on Debian and Ubuntu).
+    let jpeg = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("libjpeg")
+        .unwrap_or_else(|e| {
+            panic!("libjpeg not found through pkg-config ({e}): apt-get install libjpeg-dev")
+        });
+
     let mut build = cc::Build::new();
     build
         .file("src/ops/vips/shim.c")
         .file("src/ops/vips/reduceh.c")
+        .file("src/ops/vips/jpegpixels.c")
         .include("src/ops/vips")
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-std=gnu11");
-    for path in &vips.include_paths {
+    for path in vips.include_paths.iter().chain(&jpeg.include_paths) {
         build.include(path);
     }
     for (name, value) in &vips.defines {
@@ -60,10 +71,10 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--undefined={symbol}");
         println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
     }
-    for path in &vips.link_paths {
+    for path in vips.link_paths.iter().chain(&jpeg.link_paths) {
         println!("cargo:rustc-link-search=native={}", path.display());
     }
-    for lib in &vips.libs {
+    for lib in vips.libs.iter().chain(&jpeg.libs) {
         println!("cargo:rustc-link-lib={lib}");
     }
 }

@@ -107,6 +107,8 @@ mod ffi {
             sequential: c_int,
         ) -> c_int;
         #[cfg(test)]
+        pub fn imgedge_jpeg_pixels_used() -> c_int;
+        #[cfg(test)]
         pub fn imgedge_reduceh_uchar(
             im: *mut VipsImage,
             out: *mut *mut VipsImage,
@@ -1923,6 +1925,71 @@ mod tests {
         // The thumbnail still reads the input buffer: it must have been kept alive.
         let out = t.save(&Saver::QUICK_PNG, false).unwrap();
         assert_eq!(decode(&out).width(), 101);
+    }
+
+    #[test]
+    fn baseline_jpeg_pixels_are_the_bytes_libvips_decodes() {
+        // jpegpixels.c decodes the pixels of baseline JPEGs loaded with FailOn::None; any other
+        // fail_on takes libvips' decoder. Same libjpeg settings, so the same bytes: RGB and
+        // grey, every DCT scale, odd sizes.
+        // SAFETY: reads a counter.
+        let used_before = unsafe { ffi::imgedge_jpeg_pixels_used() };
+        for bands in [3, 1] {
+            let bytes = jpeg_of(&Image::test_pattern(333, 211, bands).unwrap());
+            let buf: Arc<[u8]> = Arc::from(&bytes[..]);
+            for shrink in [1, 2, 4, 8] {
+                let ours = Image::load_jpeg_shrunk(buf.clone(), shrink, FailOn::None).unwrap();
+                let libvips =
+                    Image::load_jpeg_shrunk(buf.clone(), shrink, FailOn::Truncated).unwrap();
+                let shape = |i: &Image| (i.width(), i.height(), i.bands(), i.interpretation());
+                assert_eq!(shape(&ours), shape(&libvips), "{bands} bands, 1/{shrink}");
+                assert!(
+                    ours.to_pixels().unwrap() == libvips.to_pixels().unwrap(),
+                    "{bands} bands, 1/{shrink}: pixels differ"
+                );
+            }
+        }
+        // SAFETY: reads a counter.
+        let used = unsafe { ffi::imgedge_jpeg_pixels_used() } - used_before;
+        assert!(
+            used >= 8,
+            "jpegpixels.c decoded {used} of the 8 FailOn::None loads"
+        );
+    }
+
+    #[test]
+    fn damaged_baseline_jpegs_decode_as_libvips_decodes_them() {
+        // Truncated (libjpeg fills the rest with grey, warns, no error with FailOn::None), or
+        // with garbage in the middle of the scan (corrupt-data warnings): the same pixels as
+        // libvips' own decoder gives with FailOn::None, or an error where it errs.
+        let bytes = jpeg_of(&Image::test_pattern(320, 240, 3).unwrap());
+        let truncated = bytes[..bytes.len() * 2 / 3].to_vec();
+        let mut garbage = bytes.clone();
+        let middle = garbage.len() / 2;
+        for (i, b) in garbage[middle..middle + 200].iter_mut().enumerate() {
+            *b = (i * 37 % 251) as u8;
+        }
+        let header_only = bytes[..bytes.len() / 10].to_vec();
+        for (name, damaged) in [
+            ("truncated", truncated),
+            ("garbage", garbage),
+            ("header only", header_only),
+        ] {
+            let buf: Arc<[u8]> = Arc::from(&damaged[..]);
+            let ours =
+                Image::load_jpeg_shrunk(buf.clone(), 1, FailOn::None).and_then(|i| i.to_pixels());
+            let libvips =
+                Image::load(buf, Access::Sequential, FailOn::None).and_then(|i| i.to_pixels());
+            match (ours, libvips) {
+                (Ok(a), Ok(b)) => assert!(a == b, "{name}: pixels differ"),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!(
+                    "{name}: ours {:?}, libvips {:?}",
+                    a.map(|_| ()),
+                    b.map(|_| ())
+                ),
+            }
+        }
     }
 
     #[test]

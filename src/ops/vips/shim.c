@@ -251,15 +251,32 @@ imgedge_load(const void *buf, size_t len, int sequential, int fail_on, int pages
 	return 0;
 }
 
-/* JPEG with libjpeg's DCT-domain shrink (1, 2, 4 or 8): the decoder skips most of the work. */
+/* JPEG with libjpeg's DCT-domain shrink (1, 2, 4 or 8): the decoder skips most of the work.
+ * libvips reads the header and metadata; the pixels of a baseline 8-bit JPEG loaded with
+ * fail_on none are decoded by jpegpixels.c (the same bytes, 5 % faster: see there). */
 int
 imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out)
 {
-	return vips_jpegload_buffer((void *) buf, len, out,
-		"shrink", shrink,
-		"access", (int) VIPS_ACCESS_SEQUENTIAL,
-		"fail_on", fail_on,
-		NULL);
+	VipsImage *header, *pixels = NULL;
+
+	if (vips_jpegload_buffer((void *) buf, len, &header,
+			"shrink", shrink,
+			"access", (int) VIPS_ACCESS_SEQUENTIAL,
+			"fail_on", fail_on,
+			NULL))
+		return -1;
+	if (fail_on == VIPS_FAIL_ON_NONE &&
+		imgedge_jpeg_pixels(header, buf, len, shrink, &pixels)) {
+		g_object_unref(header);
+		return -1;
+	}
+	if (pixels) {
+		g_object_unref(header);
+		*out = pixels;
+	}
+	else
+		*out = header;
+	return 0;
 }
 
 /* Shrink-on-load for every other format (WebP scaled decode, HEIF embedded thumbnails,

@@ -51,6 +51,11 @@ int imgedge_autorot(VipsImage *in, VipsImage **out);
 int imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation);
 int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
 	int sequential);
+/* jpegpixels.c: the pixels of a libvips JPEG load decoded from buf in one piece; *out NULL
+ * where that does not apply. */
+int imgedge_jpeg_pixels(VipsImage *header, const void *buf, size_t len, int shrink,
+	VipsImage **out);
+int imgedge_jpeg_pixels_used(void);
 /* reduceh.c: horizontal Lanczos3 reduction of an 8-bit image by hshrink >= 1. */
 int imgedge_reduceh_uchar(VipsImage *in, VipsImage **out, double hshrink);
 int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
