@@ -36,6 +36,7 @@ typedef struct {
 	int bands;
 	VipsImage *header; /* libvips' load, referenced: the output's fields come from it */
 	gboolean started;  /* cinfo created */
+	gboolean failed;   /* libjpeg longjmp'd out: its state is undefined, never call it again */
 	JSAMPLE *row;      /* a whole decoded row, where libjpeg's is wider than the image */
 	int next_row;     /* the row libjpeg gives next */
 	struct jpeg_decompress_struct cinfo;
@@ -124,16 +125,25 @@ jpeg_pixels_gen(VipsRegion *out_region, void *seq, void *a, void *b, gboolean *s
 		vips_error("VipsJpeg", "out of order read at line %d", r->top);
 		return -1;
 	}
-	if (!pixels->started && jpeg_pixels_start(pixels, out_region->im))
+	if (pixels->failed) {
+		vips_error("VipsJpeg", "%s", "decoding failed earlier");
 		return -1;
-	if (setjmp(pixels->error.jmp))
+	}
+	if (!pixels->started && jpeg_pixels_start(pixels, out_region->im)) {
+		pixels->failed = TRUE;
 		return -1;
+	}
+	if (setjmp(pixels->error.jmp)) {
+		pixels->failed = TRUE;
+		return -1;
+	}
 	for (int y = 0; y < r->height; y++) {
 		VipsPel *q = VIPS_REGION_ADDR(out_region, 0, r->top + y);
 		JSAMPROW row = pixels->row ? pixels->row : q;
 
 		if (jpeg_read_scanlines(cinfo, &row, 1) != 1) {
 			vips_error("VipsJpeg", "%s", "no more rows");
+			pixels->failed = TRUE;
 			return -1;
 		}
 		if (pixels->row)
