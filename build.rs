@@ -1,4 +1,4 @@
-//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduceh.c` and `jpegpixels.c`).
+//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c` and `jpegpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -9,7 +9,7 @@
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
-    println!("cargo:rerun-if-changed=src/ops/vips/reduceh.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/reduce.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
@@ -40,7 +40,7 @@ fn main() {
     let mut build = cc::Build::new();
     build
         .file("src/ops/vips/shim.c")
-        .file("src/ops/vips/reduceh.c")
+        .file("src/ops/vips/reduce.c")
         .file("src/ops/vips/jpegpixels.c")
         .include("src/ops/vips")
         .warnings(true)

@@ -114,6 +114,12 @@ mod ffi {
             out: *mut *mut VipsImage,
             hshrink: f64,
         ) -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_reducev_uchar(
+            im: *mut VipsImage,
+            out: *mut *mut VipsImage,
+            vshrink: f64,
+        ) -> c_int;
         pub fn imgedge_extract_area(
             im: *mut VipsImage,
             out: *mut *mut VipsImage,
@@ -1029,12 +1035,18 @@ impl Image {
         self.derived(None, rc, out, "resize")
     }
 
-    /// reduceh.c alone (resize uses it for the horizontal pass of 8-bit reductions).
+    /// One pass of reduce.c alone (resize uses both for 8-bit reductions).
     #[cfg(test)]
-    fn reduceh(&self, hshrink: f64) -> Result<Image, VipsError> {
-        self.apply("reduceh", |im, out| {
+    fn reduce_pass(&self, shrink: f64, horizontal: bool) -> Result<Image, VipsError> {
+        self.apply("reduce", |im, out| {
             // SAFETY: live image.
-            unsafe { ffi::imgedge_reduceh_uchar(im, out, hshrink) }
+            unsafe {
+                if horizontal {
+                    ffi::imgedge_reduceh_uchar(im, out, shrink)
+                } else {
+                    ffi::imgedge_reducev_uchar(im, out, shrink)
+                }
+            }
         })
     }
 
@@ -1544,7 +1556,7 @@ mod tests {
         }
     }
 
-    /// Lanczos3 horizontal reduction in f64, edges extended: what reduceh.c approximates in
+    /// Lanczos3 horizontal reduction in f64, edges extended: what reduce.c approximates in
     /// 16-bit fixed point. Output pixel x is centred on input (x + 0.5)·shrink − 0.5.
     fn reduceh_reference(pixels: &[u8], width: usize, bands: usize, shrink: f64) -> Vec<u8> {
         let lanczos3 = |x: f64| {
@@ -1582,61 +1594,87 @@ mod tests {
         out
     }
 
+    /// Rows to columns: a `width`-pixel-wide image becomes a `width`-pixel-tall one.
+    fn transpose(pixels: &[u8], width: usize, bands: usize) -> Vec<u8> {
+        let height = pixels.len() / (width * bands);
+        let mut out = Vec::with_capacity(pixels.len());
+        for x in 0..width {
+            for y in 0..height {
+                let i = (y * width + x) * bands;
+                out.extend_from_slice(&pixels[i..i + bands]);
+            }
+        }
+        out
+    }
+
     #[test]
-    fn horizontal_reduce_is_lanczos3_within_one_level() {
-        // reduceh.c replaces libvips' horizontal pass for 8-bit reductions: every band count,
-        // shrinks from 1 to almost 16 (1, 2 and 3 groups of 8 taps, and the general loop),
-        // widths that leave a tail after the groups of four samples, a single column, and a
-        // hard 0/255 step whose ringing must clamp, not wrap around.
+    fn both_reduce_passes_are_lanczos3_within_one_level() {
+        // reduce.c replaces libvips' Lanczos3 for 8-bit reductions: both axes, every band
+        // count, shrinks from 1 to almost 16 (1, 2 and 3 groups of 8 taps, and the general
+        // loop), sizes that leave a tail after the SIMD groups, a single pixel, and a hard
+        // 0/255 step whose ringing must clamp, not wrap around.
         let noise = |n: usize| -> Vec<u8> {
             (0..n)
                 .map(|i| ((i * 7919 + (i / 7) * 131) % 256) as u8)
                 .collect()
         };
-        for bands in 1..=4usize {
-            for (width, shrink) in [
-                (97usize, 1.0),
-                (97, 1.25),
-                (100, 2.0),
-                (61, 3.2),
-                (203, 4.0),
-                (333, 7.3),
-                (500, 15.9),
-                (1, 1.0),
-                (5, 4.0),
-            ] {
-                let height = 3;
-                let step: Vec<u8> = (0..width * height * bands)
-                    .map(|i| {
-                        if (i / bands) % width < width / 2 {
-                            0
+        for horizontal in [true, false] {
+            for bands in 1..=4usize {
+                for (size, shrink) in [
+                    (97usize, 1.0),
+                    (97, 1.25),
+                    (100, 2.0),
+                    (61, 3.2),
+                    (203, 4.0),
+                    (333, 7.3),
+                    (500, 15.9),
+                    (1, 1.0),
+                    (5, 4.0),
+                ] {
+                    // `size` along the reduced axis, 3 (horizontal) or 19 (vertical, so that
+                    // rows have a SIMD part and a tail) across it.
+                    let across = if horizontal { 3 } else { 19 };
+                    let step: Vec<u8> = (0..size * across * bands)
+                        .map(|i| {
+                            if (i / bands) % size < size / 2 {
+                                0
+                            } else {
+                                255
+                            }
+                        })
+                        .collect();
+                    for (name, lines) in [("noise", noise(size * across * bands)), ("step", step)] {
+                        // `lines` holds `across` lines of `size` pixels along the reduced axis.
+                        let (pixels, w, h) = if horizontal {
+                            (lines.clone(), size, across)
                         } else {
-                            255
-                        }
-                    })
-                    .collect();
-                for (name, pixels) in [("noise", noise(width * height * bands)), ("step", step)] {
-                    let img =
-                        Image::from_pixels(&pixels, width as u32, height as u32, bands as u32)
-                            .unwrap();
-                    let out = img.reduceh(shrink).unwrap();
-                    let expected = reduceh_reference(&pixels, width, bands, shrink);
-                    let got = out.to_pixels().unwrap();
-                    assert_eq!(
-                        (
-                            out.width() as usize * height * bands,
-                            out.height(),
-                            out.bands()
-                        ),
-                        (expected.len(), height as u32, bands as u32),
-                        "{name} {width} px / {shrink}, {bands} bands"
-                    );
-                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-                        assert!(
-                            g.abs_diff(*e) <= 1,
-                            "{name} {width} px / {shrink}, {bands} bands: sample {i} is {g}, \
-                             exact {e}"
+                            (transpose(&lines, size, bands), across, size)
+                        };
+                        let img =
+                            Image::from_pixels(&pixels, w as u32, h as u32, bands as u32).unwrap();
+                        let out = img.reduce_pass(shrink, horizontal).unwrap();
+                        let exact = reduceh_reference(&lines, size, bands, shrink);
+                        let reduced = exact.len() / (across * bands);
+                        let expected = if horizontal {
+                            exact
+                        } else {
+                            transpose(&exact, reduced, bands)
+                        };
+                        let got = out.to_pixels().unwrap();
+                        let what = format!(
+                            "{} {name} {size} px / {shrink}, {bands} bands",
+                            if horizontal { "horizontal" } else { "vertical" }
                         );
+                        let shape = if horizontal {
+                            (reduced as u32, across as u32)
+                        } else {
+                            (across as u32, reduced as u32)
+                        };
+                        assert_eq!((out.width(), out.height()), shape, "{what}");
+                        assert_eq!(got.len(), expected.len(), "{what}");
+                        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                            assert!(g.abs_diff(*e) <= 1, "{what}: sample {i} is {g}, exact {e}");
+                        }
                     }
                 }
             }
@@ -1644,12 +1682,13 @@ mod tests {
     }
 
     #[test]
-    fn horizontal_reduce_of_a_part_equals_that_part_of_the_whole() {
+    fn reducing_a_part_equals_that_part_of_the_whole() {
         // Regions that start anywhere (an extract after the resize) read the input from the
-        // first tap of their first pixel; the result must not depend on where a region starts.
+        // first tap of their first pixel or row; the result must not depend on where a region
+        // starts.
         let pixels: Vec<u8> = (0..400 * 4 * 3).map(|i| (i * 37 % 251) as u8).collect();
         let img = Image::from_pixels(&pixels, 400, 4, 3).unwrap();
-        let whole = img.reduceh(2.5).unwrap();
+        let whole = img.reduce_pass(2.5, true).unwrap();
         let all = whole.to_pixels().unwrap();
         for (left, width) in [(0, 7), (13, 20), (101, 59), (155, 5)] {
             let part = whole
@@ -1666,6 +1705,23 @@ mod tests {
                     left + width
                 );
             }
+        }
+        let tall = Image::from_pixels(&pixels, 4, 400, 3).unwrap();
+        let whole = tall.reduce_pass(2.5, false).unwrap();
+        let all = whole.to_pixels().unwrap();
+        for (top, height) in [(0, 7), (13, 20), (101, 59), (155, 5)] {
+            let part = whole
+                .extract_area(0, top, 4, height)
+                .unwrap()
+                .to_pixels()
+                .unwrap();
+            let from = top as usize * 4 * 3;
+            assert_eq!(
+                &part[..],
+                &all[from..from + part.len()],
+                "rows {top}..{}",
+                top + height
+            );
         }
     }
 

@@ -620,8 +620,6 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 	VipsKernel kernel = reduce ? VIPS_KERNEL_LANCZOS3 : VIPS_KERNEL_CUBIC;
 	VipsBandFormat format = vips_image_get_format(in);
 	gboolean alpha = vips_image_hasalpha(in);
-	gboolean own_h;
-	double h;
 	VipsImage *x = in;
 
 	if (alpha && reduce && format == VIPS_FORMAT_UCHAR) {
@@ -634,25 +632,29 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 			goto fail;
 		x = t[0];
 	}
-	/* The horizontal pass of an 8-bit reduction is reduceh.c's: libvips 8.14's is scalar
-	 * (3 to 4 times slower); 8.16's is as fast, and one path on every libvips gives the same
-	 * bytes everywhere. It runs after libvips' vertical pass: the other way round, libvips'
-	 * vertical reduce asks for overlapping windows of rows and reduceh (no cache between them)
-	 * re-ran on the shared rows (JPEG 12 MP → 800: 36 against 39 ms; docs/performance.md). */
-	own_h = reduce && vips_image_get_format(x) == VIPS_FORMAT_UCHAR && 1.0 / hscale < 16.0;
-	h = own_h ? 1.0 : hscale;
-	if (reduce && 1.0 / VIPS_MIN(h, vscale) < (sequential ? 8.0 : 16.0)) {
-		if (vips_resize(x, &t[3], h, "vscale", vscale, "kernel", (int) kernel,
-				"gap", 0.0, NULL))
-			goto fail;
-	}
-	else if (vips_resize(x, &t[3], h, "vscale", vscale, "kernel", (int) kernel, NULL))
-		goto fail;
-	x = t[3];
-	if (own_h) {
-		if (imgedge_reduceh_uchar(x, &t[2], 1.0 / hscale))
+	/* 8-bit reductions below ×16 are reduce.c's, both passes: libvips 8.14's horizontal one
+	 * is scalar (3 to 4 times slower) and its vertical one compiles orc code for every image;
+	 * 8.16's are as fast, and one path on every libvips gives the same bytes everywhere.
+	 * Vertical first: the horizontal pass then asks for each row once, where the other order
+	 * made the vertical pass's overlapping windows run the horizontal one again on the rows
+	 * they share (JPEG 12 MP → 800: 36 against 39 ms; docs/performance.md). */
+	if (reduce && vips_image_get_format(x) == VIPS_FORMAT_UCHAR &&
+		1.0 / hscale < 16.0 && 1.0 / vscale < 16.0) {
+		if (imgedge_reducev_uchar(x, &t[1], 1.0 / vscale) ||
+			imgedge_reduceh_uchar(t[1], &t[2], 1.0 / hscale))
 			goto fail;
 		x = t[2];
+	}
+	else {
+		if (reduce && 1.0 / VIPS_MIN(hscale, vscale) < (sequential ? 8.0 : 16.0)) {
+			if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel,
+					"gap", 0.0, NULL))
+				goto fail;
+		}
+		else if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel,
+				NULL))
+			goto fail;
+		x = t[3];
 	}
 	if (alpha) {
 		if (vips_unpremultiply(x, &t[4], NULL))

@@ -56,8 +56,9 @@ int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
 int imgedge_jpeg_pixels(VipsImage *header, const void *buf, size_t len, int shrink,
 	VipsImage **out);
 int imgedge_jpeg_pixels_used(void);
-/* reduceh.c: horizontal Lanczos3 reduction of an 8-bit image by hshrink >= 1. */
+/* reduce.c: Lanczos3 reduction of an 8-bit image by a shrink >= 1, one axis at a time. */
 int imgedge_reduceh_uchar(VipsImage *in, VipsImage **out, double hshrink);
+int imgedge_reducev_uchar(VipsImage *in, VipsImage **out, double vshrink);
 int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
 	int height);
 int imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
