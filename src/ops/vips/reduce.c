@@ -529,16 +529,9 @@ static int
 reduce_run(GType type, VipsImage *in, VipsImage **out, double shrink)
 {
 	VipsOperation *operation = VIPS_OPERATION(g_object_new(type, NULL));
-	int result = 0;
 
 	g_object_set(operation, "in", in, "shrink", shrink, NULL);
-	if (vips_cache_operation_buildp(&operation))
-		result = -1;
-	else
-		g_object_get(operation, "out", out, NULL);
-	vips_object_unref_outputs(VIPS_OBJECT(operation));
-	g_object_unref(operation);
-	return result;
+	return imgedge_operation_out(operation, out);
 }
 
 int

@@ -467,8 +467,8 @@ imgedge_set_orientation(VipsImage *in, VipsImage **out, int orientation)
  * In libvips 8.14 that box shrink is pathologically slow on images already in memory
  * (random access: rotated, smart-cropped, pipeline steps): 2 MP by 1/4 takes 91 ms with it and
  * 9.5 ms with the reduce alone (gap 0), which is also the more exact resample. Above a factor
- * of 16 the shrink pays for itself again, so it is kept there. On sequential images the
- * crossover is near 8 (1000 px rows: 33 against 39 ms at 1/5, 50 against 40 at 1/10). */
+ * of 16 the shrink pays for itself again, so it is kept there. Since reduce.c took over the
+ * 8-bit reductions below ×16, this applies to 16-bit and float images and larger factors. */
 /* Premultiplication of 8-bit images, in one pass. vips_premultiply (up to 8.16 at least)
  * always returns floats, so rounding an 8-bit image back to bytes for the 8-bit resize paths
  * took three passes over the full-size image (premultiply, rint, cast): 17 % of a PNG-alpha →
@@ -595,13 +595,11 @@ imgedge_premultiply_init(ImgedgePremultiply *premultiply)
 	(void) premultiply;
 }
 
-static int
-premultiply_uchar(VipsImage *in, VipsImage **out)
+int
+imgedge_operation_out(VipsOperation *operation, VipsImage **out)
 {
-	VipsOperation *operation = VIPS_OPERATION(g_object_new(imgedge_premultiply_get_type(), NULL));
 	int result = 0;
 
-	g_object_set(operation, "in", in, NULL);
 	if (vips_cache_operation_buildp(&operation))
 		result = -1;
 	else
@@ -609,6 +607,15 @@ premultiply_uchar(VipsImage *in, VipsImage **out)
 	vips_object_unref_outputs(VIPS_OBJECT(operation));
 	g_object_unref(operation);
 	return result;
+}
+
+static int
+premultiply_uchar(VipsImage *in, VipsImage **out)
+{
+	VipsOperation *operation = VIPS_OPERATION(g_object_new(imgedge_premultiply_get_type(), NULL));
+
+	g_object_set(operation, "in", in, NULL);
+	return imgedge_operation_out(operation, out);
 }
 
 int
@@ -646,7 +653,7 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 		x = t[2];
 	}
 	else {
-		if (reduce && 1.0 / VIPS_MIN(hscale, vscale) < (sequential ? 8.0 : 16.0)) {
+		if (!sequential && reduce && 1.0 / VIPS_MIN(hscale, vscale) < 16.0) {
 			if (vips_resize(x, &t[3], hscale, "vscale", vscale, "kernel", (int) kernel,
 					"gap", 0.0, NULL))
 				goto fail;
