@@ -109,6 +109,8 @@ mod ffi {
         #[cfg(test)]
         pub fn imgedge_jpeg_pixels_used() -> c_int;
         #[cfg(test)]
+        pub fn imgedge_premultiply_uchar(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
+        #[cfg(test)]
         pub fn imgedge_reduceh_uchar(
             im: *mut VipsImage,
             out: *mut *mut VipsImage,
@@ -1722,6 +1724,45 @@ mod tests {
                 "rows {top}..{}",
                 top + height
             );
+        }
+    }
+
+    #[test]
+    fn premultiply_rounds_every_colour_and_alpha_pair_to_nearest() {
+        // shim.c's one-pass premultiply: SSE2 for four RGBA pixels at a time, C for the rest
+        // of a row and for other band counts. Every (c, a) pair once, in rows of 259 pixels
+        // (a tail after the groups of four), against round(c·a/255) in f64.
+        for bands in [4usize, 2] {
+            let (width, height) = (259usize, 254usize);
+            let pair = |i: usize| ((i % 256) as u8, (i / 256) as u8); // (c, a) of pixel i
+            let mut pixels = Vec::with_capacity(width * height * bands);
+            for i in 0..width * height {
+                let (c, a) = pair(i);
+                pixels.extend_from_slice(&[c, 255 - c, c / 3][..bands - 1]);
+                pixels.push(a);
+            }
+            let img =
+                Image::from_pixels(&pixels, width as u32, height as u32, bands as u32).unwrap();
+            let out = img
+                .apply("premultiply", |im, out| {
+                    // SAFETY: live image.
+                    unsafe { ffi::imgedge_premultiply_uchar(im, out) }
+                })
+                .unwrap()
+                .to_pixels()
+                .unwrap();
+            for (i, (got, given)) in out
+                .chunks_exact(bands)
+                .zip(pixels.chunks_exact(bands))
+                .enumerate()
+            {
+                let a = given[bands - 1];
+                for b in 0..bands - 1 {
+                    let exact = (given[b] as f64 * a as f64 / 255.0).round() as u8;
+                    assert_eq!(got[b], exact, "{bands} bands, pixel {i} {:?}", pair(i));
+                }
+                assert_eq!(got[bands - 1], a, "{bands} bands, alpha of pixel {i}");
+            }
         }
     }
 

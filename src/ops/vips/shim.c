@@ -609,8 +609,8 @@ imgedge_operation_out(VipsOperation *operation, VipsImage **out)
 	return result;
 }
 
-static int
-premultiply_uchar(VipsImage *in, VipsImage **out)
+int
+imgedge_premultiply_uchar(VipsImage *in, VipsImage **out)
 {
 	VipsOperation *operation = VIPS_OPERATION(g_object_new(imgedge_premultiply_get_type(), NULL));
 
@@ -630,7 +630,7 @@ imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale, int
 	VipsImage *x = in;
 
 	if (alpha && reduce && format == VIPS_FORMAT_UCHAR) {
-		if (premultiply_uchar(x, &t[0]))
+		if (imgedge_premultiply_uchar(x, &t[0]))
 			goto fail;
 		x = t[0];
 	}

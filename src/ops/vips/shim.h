@@ -59,6 +59,8 @@ int imgedge_jpeg_pixels_used(void);
 /* Builds an operation of the shim's own (its arguments set) and hands back its "out"; takes
  * the caller's reference to the operation. */
 int imgedge_operation_out(VipsOperation *operation, VipsImage **out);
+/* round(c·a/255) for every band but the last (alpha) of an 8-bit image, in one pass. */
+int imgedge_premultiply_uchar(VipsImage *in, VipsImage **out);
 /* reduce.c: Lanczos3 reduction of an 8-bit image by a shrink >= 1, one axis at a time. */
 int imgedge_reduceh_uchar(VipsImage *in, VipsImage **out, double hshrink);
 int imgedge_reducev_uchar(VipsImage *in, VipsImage **out, double vshrink);
