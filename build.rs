@@ -1,4 +1,5 @@
-//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c` and `jpegpixels.c`).
+//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c` and
+//! `pngpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -11,6 +12,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
     println!("cargo:rerun-if-changed=src/ops/vips/reduce.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/pngpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
 
@@ -37,17 +39,32 @@ fn main() {
             panic!("libjpeg not found through pkg-config ({e}): apt-get install libjpeg-dev")
         });
 
+    // pngpixels.c inflates PNG image data with libdeflate (libtiff's, so already installed
+    // wherever libvips is; the headers are libdeflate-dev).
+    let deflate = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("libdeflate")
+        .unwrap_or_else(|e| {
+            panic!("libdeflate not found through pkg-config ({e}): apt-get install libdeflate-dev")
+        });
+
     let mut build = cc::Build::new();
     build
         .file("src/ops/vips/shim.c")
         .file("src/ops/vips/reduce.c")
         .file("src/ops/vips/jpegpixels.c")
+        .file("src/ops/vips/pngpixels.c")
         .include("src/ops/vips")
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-std=gnu11");
-    for path in vips.include_paths.iter().chain(&jpeg.include_paths) {
+    let deps = [&jpeg, &deflate];
+    for path in vips
+        .include_paths
+        .iter()
+        .chain(deps.iter().flat_map(|d| &d.include_paths))
+    {
         build.include(path);
     }
     for (name, value) in &vips.defines {
@@ -71,10 +88,14 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--undefined={symbol}");
         println!("cargo:rustc-link-arg=-Wl,--export-dynamic-symbol={symbol}");
     }
-    for path in vips.link_paths.iter().chain(&jpeg.link_paths) {
+    for path in vips
+        .link_paths
+        .iter()
+        .chain(deps.iter().flat_map(|d| &d.link_paths))
+    {
         println!("cargo:rustc-link-search=native={}", path.display());
     }
-    for lib in vips.libs.iter().chain(&jpeg.libs) {
+    for lib in vips.libs.iter().chain(deps.iter().flat_map(|d| &d.libs)) {
         println!("cargo:rustc-link-lib={lib}");
     }
 }

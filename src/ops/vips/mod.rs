@@ -109,6 +109,17 @@ mod ffi {
         #[cfg(test)]
         pub fn imgedge_jpeg_pixels_used() -> c_int;
         #[cfg(test)]
+        pub fn imgedge_png_pixels_used() -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_load_libvips(
+            buf: *const c_void,
+            len: usize,
+            sequential: c_int,
+            fail_on: c_int,
+            pages: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        #[cfg(test)]
         pub fn imgedge_premultiply_uchar(im: *mut VipsImage, out: *mut *mut VipsImage) -> c_int;
         #[cfg(test)]
         pub fn imgedge_reduceh_uchar(
@@ -2086,6 +2097,300 @@ mod tests {
                     b.map(|_| ())
                 ),
             }
+        }
+    }
+
+    /// libvips' own loader, none of the shim's pixel readers in front.
+    fn load_libvips(buf: &[u8]) -> Result<Image, VipsError> {
+        let buf: Arc<[u8]> = Arc::from(buf);
+        let mut out = ptr::null_mut();
+        // SAFETY: buf stays alive inside the returned Image.
+        let rc = unsafe {
+            ffi::imgedge_load_libvips(
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                1,
+                FailOn::None as c_int,
+                0,
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, true, "load")
+    }
+
+    fn load_ours(buf: &[u8]) -> Result<Image, VipsError> {
+        Image::load(Arc::from(buf), Access::Sequential, FailOn::None)
+    }
+
+    /// Pixels with structure (gradients) and noise, so that every PNG predictor wins somewhere.
+    fn pixels_for_png(w: usize, h: usize, bpp: usize) -> Vec<u8> {
+        let mut seed = 0x2545_f491_u32;
+        let mut out = Vec::with_capacity(w * h * bpp);
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..bpp {
+                    seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    let noise = (seed >> 16) as usize % 24;
+                    out.push(((x * 7 + y * 5 + c * 60 + noise) % 256) as u8);
+                }
+            }
+        }
+        out
+    }
+
+    fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        let mut typed = kind.to_vec();
+        typed.extend_from_slice(data);
+        // SAFETY: a valid buffer of the given length.
+        let crc = unsafe { libz_rs_sys::crc32(0, typed.as_ptr(), typed.len() as u32) };
+        out.extend_from_slice(&(crc as u32).to_be_bytes());
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut out = vec![0u8; data.len() * 2 + 64];
+        let mut len = out.len() as std::ffi::c_ulong;
+        // SAFETY: out holds len bytes, data data.len().
+        let rc = unsafe {
+            libz_rs_sys::compress2(
+                out.as_mut_ptr(),
+                &mut len,
+                data.as_ptr(),
+                data.len() as std::ffi::c_ulong,
+                6,
+            )
+        };
+        assert_eq!(rc, 0);
+        out.truncate(len as usize);
+        out
+    }
+
+    /// PNG image data: each row filtered with `filters[y % filters.len()]` (a type PNG does
+    /// not have, such as 5, writes the row as it is under that type byte).
+    fn png_rows(pixels: &[u8], w: usize, h: usize, bpp: usize, filters: &[u8]) -> Vec<u8> {
+        let n = w * bpp;
+        let mut out = Vec::with_capacity(h * (n + 1));
+        for y in 0..h {
+            let row = &pixels[y * n..(y + 1) * n];
+            let up = |i: usize| {
+                if y > 0 {
+                    pixels[(y - 1) * n + i] as i32
+                } else {
+                    0
+                }
+            };
+            let kind = filters[y % filters.len()];
+            out.push(kind);
+            for i in 0..n {
+                let a = if i >= bpp { row[i - bpp] as i32 } else { 0 };
+                let (b, c) = (up(i), if i >= bpp { up(i - bpp) } else { 0 });
+                let predicted = match kind {
+                    1 => a,
+                    2 => b,
+                    3 => (a + b) >> 1,
+                    4 => {
+                        let (pa, pb, pc) = ((b - c).abs(), (a - c).abs(), (a + b - 2 * c).abs());
+                        if pa <= pb && pa <= pc {
+                            a
+                        } else if pb <= pc {
+                            b
+                        } else {
+                            c
+                        }
+                    }
+                    _ => 0,
+                };
+                out.push((row[i] as i32 - predicted) as u8);
+            }
+        }
+        out
+    }
+
+    /// A PNG file: IHDR (8 bits unless `depth`, not interlaced), `extra` chunks, the zlib
+    /// stream in IDAT chunks of `split` bytes (0: one chunk), IEND.
+    fn png_file(w: usize, h: usize, colour: u8, stream: &[u8], split: usize) -> Vec<u8> {
+        png_file_with(w, h, colour, 8, &[], stream, split)
+    }
+
+    fn png_file_with(
+        w: usize,
+        h: usize,
+        colour: u8,
+        depth: u8,
+        extra: &[(&[u8; 4], Vec<u8>)],
+        stream: &[u8],
+        split: usize,
+    ) -> Vec<u8> {
+        let mut out = vec![137, 80, 78, 71, 13, 10, 26, 10];
+        let mut ihdr = (w as u32).to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&(h as u32).to_be_bytes());
+        ihdr.extend_from_slice(&[depth, colour, 0, 0, 0]);
+        png_chunk(&mut out, b"IHDR", &ihdr);
+        for (kind, data) in extra {
+            png_chunk(&mut out, kind, data);
+        }
+        for part in stream.chunks(if split == 0 { stream.len() } else { split }) {
+            png_chunk(&mut out, b"IDAT", part);
+        }
+        png_chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn png_pixels_are_the_bytes_written() {
+        // pngpixels.c reads 8-bit grey, grey+alpha, RGB and RGBA PNGs loaded with
+        // FailOn::None: each filter type alone and all mixed, in one IDAT or many, must give
+        // back exactly the pixels written, as libvips' own loader does.
+        let (w, h) = (37, 23);
+        // SAFETY: reads a counter.
+        let used_before = unsafe { ffi::imgedge_png_pixels_used() };
+        let mut loads = 0;
+        for (colour, bpp) in [(0u8, 1usize), (4, 2), (2, 3), (6, 4)] {
+            let pixels = pixels_for_png(w, h, bpp);
+            for filters in [&[0u8][..], &[1], &[2], &[3], &[4], &[0, 1, 2, 3, 4, 4, 3]] {
+                for split in [0, 97] {
+                    let stream = zlib(&png_rows(&pixels, w, h, bpp, filters));
+                    let file = png_file(w, h, colour, &stream, split);
+                    let what = format!("{bpp} bands, filters {filters:?}, split {split}");
+                    let ours = load_ours(&file).unwrap();
+                    assert_eq!(
+                        (ours.width(), ours.height(), ours.bands()),
+                        (37, 23, bpp as u32)
+                    );
+                    assert!(ours.to_pixels().unwrap() == pixels, "{what}: pixels differ");
+                    let libvips = load_libvips(&file).unwrap().to_pixels().unwrap();
+                    assert!(libvips == pixels, "{what}: libvips reads it otherwise");
+                    loads += 1;
+                }
+            }
+            // A part of the image, not starting at the left edge.
+            let stream = zlib(&png_rows(&pixels, w, h, bpp, &[4, 3]));
+            let part = load_ours(&png_file(w, h, colour, &stream, 0))
+                .and_then(|i| i.extract_area(5, 3, 10, 7))
+                .and_then(|i| i.to_pixels())
+                .unwrap();
+            let expected: Vec<u8> = (3..10)
+                .flat_map(|y| pixels[(y * w + 5) * bpp..(y * w + 15) * bpp].to_vec())
+                .collect();
+            assert!(part == expected, "{bpp} bands: the area differs");
+            loads += 1;
+        }
+        // SAFETY: reads a counter.
+        let used = unsafe { ffi::imgedge_png_pixels_used() } - used_before;
+        assert!(
+            used >= loads,
+            "pngpixels.c read {used} of the {loads} loads"
+        );
+    }
+
+    #[test]
+    fn damaged_or_unusual_pngs_read_as_libvips_reads_them() {
+        let (w, h, bpp) = (40, 30, 4);
+        let pixels = pixels_for_png(w, h, bpp);
+        let rows = png_rows(&pixels, w, h, bpp, &[0, 1, 2, 3, 4]);
+        let stream = zlib(&rows);
+        let first_rows = |img: &[u8], n: usize| img[..n * w * bpp] == pixels[..n * w * bpp];
+
+        // Read in full by both: a wrong Adler-32 (libvips tells libpng to ignore it), and more
+        // image data than the image has (libpng stops at the last row).
+        let mut adler = stream.clone();
+        let end = adler.len() - 1;
+        adler[end] ^= 0x55;
+        let mut extra_row = rows.clone();
+        extra_row.extend_from_slice(&rows[..w * bpp + 1]);
+        for (name, file) in [
+            ("bad adler32", png_file(w, h, 6, &adler, 0)),
+            ("too much data", png_file(w, h, 6, &zlib(&extra_row), 64)),
+        ] {
+            for (reader, img) in [("ours", load_ours(&file)), ("libvips", load_libvips(&file))] {
+                let img = img.and_then(|i| i.to_pixels());
+                assert!(img.unwrap() == pixels, "{name}, {reader}: pixels differ");
+            }
+        }
+
+        // Damaged: libvips (FailOn::None) reads what it can and gives the image; the rows
+        // before the damage are right (libpng reads a chunk in pieces of up to 8 KB, so a file
+        // cut inside its only IDAT gives no row), and nothing crashes.
+        let bad_filter = zlib(&png_rows(
+            &pixels,
+            w,
+            h,
+            bpp,
+            &[1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 9],
+        ));
+        let short = stream[..stream.len() / 2].to_vec();
+        let mut bad_crc = png_file(w, h, 6, &stream, 100);
+        bad_crc[33 + 8 + 150] ^= 1;
+        let mut cut = png_file(w, h, 6, &stream, 0);
+        cut.truncate(cut.len() * 2 / 3);
+        for (name, file, good_rows) in [
+            (
+                "bad filter type in row 10",
+                png_file(w, h, 6, &bad_filter, 0),
+                10,
+            ),
+            ("stream ends early", png_file(w, h, 6, &short, 0), 1),
+            ("bad IDAT CRC", bad_crc, 0),
+            ("file cut in an IDAT", cut, 0),
+        ] {
+            for (reader, img) in [("ours", load_ours(&file)), ("libvips", load_libvips(&file))] {
+                let img = img.and_then(|i| i.to_pixels());
+                let img = img.unwrap_or_else(|e| panic!("{name}, {reader}: {e}"));
+                assert_eq!(img.len(), pixels.len(), "{name}, {reader}");
+                assert!(
+                    first_rows(&img, good_rows),
+                    "{name}, {reader}: first rows differ"
+                );
+            }
+        }
+
+        // Not for pngpixels.c, read by libvips: a palette, 16 bits, tRNS (an alpha band).
+        let grey16: Vec<u8> = pixels.iter().take(w * h * 2).copied().collect();
+        let palette_rows = png_rows(&pixels[..w * h], w, h, 1, &[0]);
+        let rgb = pixels_for_png(w, h, 3);
+        let plte: Vec<u8> = (0..=255u8).flat_map(|i| [i, 255 - i, i / 2]).collect();
+        for (name, file, bands) in [
+            (
+                "palette",
+                png_file_with(w, h, 3, 8, &[(b"PLTE", plte)], &zlib(&palette_rows), 0),
+                3,
+            ),
+            (
+                "16-bit grey",
+                png_file_with(
+                    w,
+                    h,
+                    0,
+                    16,
+                    &[],
+                    &zlib(&png_rows(&grey16, w, h, 2, &[1])),
+                    0,
+                ),
+                1,
+            ),
+            (
+                "RGB with tRNS",
+                png_file_with(
+                    w,
+                    h,
+                    2,
+                    8,
+                    &[(b"tRNS", vec![0, 7, 0, 67, 0, 120])],
+                    &zlib(&png_rows(&rgb, w, h, 3, &[2])),
+                    0,
+                ),
+                4,
+            ),
+        ] {
+            let ours = load_ours(&file).unwrap();
+            let libvips = load_libvips(&file).unwrap();
+            assert_eq!(ours.bands(), bands, "{name}");
+            assert!(
+                ours.to_pixels().unwrap() == libvips.to_pixels().unwrap(),
+                "{name}: pixels differ"
+            );
         }
     }
 

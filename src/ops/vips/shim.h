@@ -26,6 +26,8 @@ const char *imgedge_version(void);
 /* Loading. fail_on is a VipsFailOn value. */
 int imgedge_load(const void *buf, size_t len, int sequential, int fail_on, int pages,
 	VipsImage **out);
+int imgedge_load_libvips(const void *buf, size_t len, int sequential, int fail_on, int pages,
+	VipsImage **out);
 int imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out);
 int imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on, int pages,
 	VipsImage **out);
@@ -56,6 +58,10 @@ int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
 int imgedge_jpeg_pixels(VipsImage *header, const void *buf, size_t len, int shrink,
 	VipsImage **out);
 int imgedge_jpeg_pixels_used(void);
+/* pngpixels.c: the pixels of a libvips PNG load inflated from buf in one call; *out NULL
+ * where that does not apply. */
+int imgedge_png_pixels(VipsImage *header, const void *buf, size_t len, VipsImage **out);
+int imgedge_png_pixels_used(void);
 /* Builds an operation of the shim's own (its arguments set) and hands back its "out"; takes
  * the caller's reference to the operation. */
 int imgedge_operation_out(VipsOperation *operation, VipsImage **out);
