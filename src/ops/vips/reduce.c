@@ -64,15 +64,32 @@ typedef VipsOperationClass ImgedgeReduceClass;
 
 G_DEFINE_ABSTRACT_TYPE(ImgedgeReduce, imgedge_reduce, VIPS_TYPE_OPERATION);
 
-static double
-lanczos3(double x)
+/* Lanczos3 at t0, t0 + d, … (n values) into v. sin(πt) and sin(πt/3) advance by rotation
+ * through the angle of one step: two sin() calls per tap were 1 % of a 2 MP → 300 request.
+ * After the few dozen steps of a kernel the error is ~1e-14, far below the 2^-14 weights. */
+static void
+lanczos3_run(double t0, double d, int n, double *v)
 {
-	if (x == 0.0)
-		return 1.0;
-	if (x <= -3.0 || x >= 3.0)
-		return 0.0;
-	double px = M_PI * x;
-	return 3.0 * sin(px) * sin(px / 3.0) / (px * px);
+	double a = M_PI * t0, step = M_PI * d;
+	double s1 = sin(a), c1 = cos(a), s3 = sin(a / 3.0), c3 = cos(a / 3.0);
+	double ds1 = sin(step), dc1 = cos(step), ds3 = sin(step / 3.0), dc3 = cos(step / 3.0);
+
+	for (int k = 0; k < n; k++) {
+		double t = t0 + k * d, pt = M_PI * t, s;
+
+		if (fabs(t) < 1e-9)
+			v[k] = 1.0;
+		else if (t <= -3.0 || t >= 3.0)
+			v[k] = 0.0;
+		else
+			v[k] = 3.0 * s1 * s3 / (pt * pt);
+		s = s1 * dc1 + c1 * ds1;
+		c1 = c1 * dc1 - s1 * ds1;
+		s1 = s;
+		s = s3 * dc3 + c3 * ds3;
+		c3 = c3 * dc3 - s3 * ds3;
+		s3 = s;
+	}
 }
 
 /* The weights of every output of a pass from `in_size` to `out_size` pixels. Output x is
@@ -87,6 +104,7 @@ weights_make(VipsObject *owner, Weights *weights, double shrink, int in_size, in
 	int span = (int) ceil(2.0 * support);
 	int taps = (span + GROUP - 1) / GROUP * GROUP;
 	double *w = g_new(double, span);
+	double *kernel = g_new(double, span);
 
 	weights->taps = taps;
 	weights->start = VIPS_ARRAY(owner, out_size, int);
@@ -94,6 +112,7 @@ weights_make(VipsObject *owner, Weights *weights, double shrink, int in_size, in
 	weights->weight = VIPS_ARRAY(owner, (size_t) out_size * taps, int16_t);
 	if (!weights->start || !weights->count || !weights->weight) {
 		g_free(w);
+		g_free(kernel);
 		return -1;
 	}
 	memset(weights->weight, 0, (size_t) out_size * taps * sizeof(int16_t));
@@ -110,8 +129,9 @@ weights_make(VipsObject *owner, Weights *weights, double shrink, int in_size, in
 
 		for (int i = 0; i <= hi - lo; i++)
 			w[i] = 0.0;
+		lanczos3_run((first - centre) / shrink, 1.0 / shrink, last - first + 1, kernel);
 		for (int i = first; i <= last; i++) {
-			double v = lanczos3((i - centre) / shrink);
+			double v = kernel[i - first];
 
 			w[VIPS_CLIP(lo, i, hi) - lo] += v;
 			sum += v;
@@ -128,6 +148,7 @@ weights_make(VipsObject *owner, Weights *weights, double shrink, int in_size, in
 		weights->count[x] = hi - lo + 1;
 	}
 	g_free(w);
+	g_free(kernel);
 	return 0;
 }
 
