@@ -140,7 +140,7 @@ impl Edge {
             return reply;
         }
         let pairs = ops::params::query_pairs(session.req_header().uri.query().unwrap_or_default());
-        let mut image = placeholder.reply(&self.producer.pool, error, &pairs).await;
+        let mut image = Box::pin(placeholder.reply(&self.producer.pool, error, &pairs)).await;
         image.headers.extend(
             reply
                 .headers
@@ -202,9 +202,8 @@ impl Edge {
         }
         let mut reply = match (named, route) {
             (Some((origin, object)), _) => {
-                let reply = self
-                    .named(session, ctx, origin, object, &raw_query, &pairs)
-                    .await;
+                let reply =
+                    Box::pin(self.named(session, ctx, origin, object, &raw_query, &pairs)).await;
                 if reply.is_proxy() {
                     return reply;
                 }
@@ -237,11 +236,11 @@ impl Edge {
     ) -> Reply {
         match route {
             Route::Index => admin::index(&self.libvips),
-            Route::Health => admin::health(&self.status()).await,
+            Route::Health => Box::pin(admin::health(&self.status())).await,
             Route::Form => admin::form(&self.cfg.path_prefix),
             Route::Image(endpoint) => self.image(session, endpoint, raw_query, pairs).await,
-            Route::Metrics => admin::metrics_reply(&self.status()).await,
-            Route::Purge => self.purge(session, pairs).await,
+            Route::Metrics => Box::pin(admin::metrics_reply(&self.status())).await,
+            Route::Purge => Box::pin(self.purge(session, pairs)).await,
             Route::Live => admin::live(),
             Route::Ready => admin::ready(),
             Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
@@ -377,7 +376,10 @@ impl Edge {
             }
         };
         let vary_accept = plan.vary_accept;
-        let mut reply = match self.serve(session, plan, pairs, forwarded, request).await {
+        // Boxed, like every other long path below `handle`: the future of a request is moved
+        // into a box of its own size on every request (async_trait, pingora), and a repeated
+        // URL answered from memory should not copy the 13 KB the production path needs.
+        let mut reply = match Box::pin(self.serve(session, plan, pairs, forwarded, request)).await {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::info!(status = e.status(), error = %e.message(), "image request failed");
