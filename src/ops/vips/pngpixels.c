@@ -254,6 +254,8 @@ png_pixels_inflate(PngPixels *p)
 	enum libdeflate_result result;
 	int y;
 
+	if (p->idat_bytes < 2)
+		return -1;
 	/* One IDAT: the stream in place. Several: their data joined, in order. */
 	if (p->idat_count == 1)
 		z = p->buf + p->idat + 8;
@@ -272,7 +274,7 @@ png_pixels_inflate(PngPixels *p)
 	}
 	/* The zlib header as libpng checks it: deflate, a window of at most 32 KB, the check
 	 * bits, no preset dictionary. */
-	if (p->idat_bytes < 2 || (z[0] & 0x0f) != 8 || (z[0] >> 4) > 7 ||
+	if ((z[0] & 0x0f) != 8 || (z[0] >> 4) > 7 ||
 		((z[0] << 8) | z[1]) % 31 != 0 || (z[1] & 0x20)) {
 		g_free(joined);
 		return -1;
