@@ -110,7 +110,6 @@ mod ffi {
         pub fn imgedge_jpeg_pixels_used() -> c_int;
         #[cfg(test)]
         pub fn imgedge_png_pixels_used() -> c_int;
-        #[cfg(test)]
         pub fn imgedge_load_libvips(
             buf: *const c_void,
             len: usize,
@@ -389,9 +388,10 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
     init(1);
     let mut out = ptr::null_mut();
     // SAFETY: `bytes` outlives the image, which is unreffed at the end of this function and
-    // never handed out (libvips' cache is off, so nothing else keeps it).
+    // never handed out (libvips' cache is off, so nothing else keeps it). libvips' own loader:
+    // no pixels are read, so the shim's pixel readers (and their checks) have nothing to do.
     let rc = unsafe {
-        ffi::imgedge_load(
+        ffi::imgedge_load_libvips(
             bytes.as_ptr() as *const c_void,
             bytes.len(),
             1,
