@@ -9,8 +9,9 @@
 //! stream begun by one implementation must never be continued by the other); zlib's two varargs
 //! functions, which Rust cannot define, are in `shim.c`.
 //!
-//! Output is the same DEFLATE format; the bytes (and so PNG sizes) can differ slightly from
-//! zlib 1.2's at the same level. [`implementation`] says which zlib the process uses.
+//! Output is the same DEFLATE format; the bytes (and so PNG sizes) differ from zlib 1.2's at
+//! the same level, which [`png_level`] accounts for. [`implementation`] says which zlib the
+//! process uses.
 
 use std::ffi::{c_char, CStr};
 use std::sync::OnceLock;
