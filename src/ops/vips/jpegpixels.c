@@ -20,6 +20,9 @@
 #include <string.h>
 
 #include <jpeglib.h>
+/* libvips >= 8.15 includes its vips7 compatibility header from vips.h, whose
+ * `#define error_exit vips_error_exit` would rename libjpeg's error_exit field below. */
+#define VIPS_DISABLE_COMPAT
 #include <vips/vips.h>
 
 #include "shim.h"
