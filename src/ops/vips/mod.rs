@@ -2310,9 +2310,11 @@ mod tests {
             }
         }
 
-        // Damaged: libvips (FailOn::None) reads what it can and gives the image; the rows
-        // before the damage are right (libpng reads a chunk in pieces of up to 8 KB, so a file
-        // cut inside its only IDAT gives no row), and nothing crashes.
+        // Damaged: libvips (FailOn::None) reads what it can and gives the image, and nothing
+        // crashes. Which rows it gets right depends on its PNG library: libpng (libvips 8.14)
+        // gives the rows before the damage (none for a file cut inside its only IDAT: it reads
+        // a chunk in pieces of up to 8 KB); libspng (8.15 and later) gives none on a bad
+        // filter byte. So ours must have every row right that libvips has right.
         let bad_filter = zlib(&png_rows(
             &pixels,
             w,
@@ -2335,14 +2337,16 @@ mod tests {
             ("bad IDAT CRC", bad_crc, 0),
             ("file cut in an IDAT", cut, 0),
         ] {
-            for (reader, img) in [("ours", load_ours(&file)), ("libvips", load_libvips(&file))] {
+            let read = |reader: &str, img: Result<Image, VipsError>| {
                 let img = img.and_then(|i| i.to_pixels());
                 let img = img.unwrap_or_else(|e| panic!("{name}, {reader}: {e}"));
                 assert_eq!(img.len(), pixels.len(), "{name}, {reader}");
-                assert!(
-                    first_rows(&img, good_rows),
-                    "{name}, {reader}: first rows differ"
-                );
+                img
+            };
+            let libvips = read("libvips", load_libvips(&file));
+            let ours = read("ours", load_ours(&file));
+            if first_rows(&libvips, good_rows) {
+                assert!(first_rows(&ours, good_rows), "{name}: first rows differ");
             }
         }
 
