@@ -387,8 +387,9 @@ imgedge_png_pixels(VipsImage *header, const void *buf, size_t len, VipsImage **o
 	p->height = header->Ysize;
 	p->bpp = header->Bands;
 	p->rowbytes = (size_t) header->Xsize * header->Bands;
-	if (!png_pixels_scan(p, header) ||
-		(p->rowbytes + 1) * (size_t) p->height > PNG_PIXELS_MAX) {
+	/* The size first: a file too large for this reader is not worth a pass over its chunks. */
+	if ((p->rowbytes + 1) * (size_t) p->height > PNG_PIXELS_MAX ||
+		!png_pixels_scan(p, header)) {
 		g_free(p);
 		return 0;
 	}
