@@ -381,15 +381,16 @@ pub struct Header {
     pub loader: Option<String>,
 }
 
-/// Reads the header of `bytes` (format detected by libvips) without decoding pixels and without
-/// copying the bytes: the image opened here is dropped before this returns, so the borrow is
-/// enough. For the resolution limit and `/info`.
-pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
+/// `bytes` opened with libvips' own loader (none of the shim's pixel readers), sequentially,
+/// with `FailOn::None`.
+///
+/// # Safety
+/// The image does not keep `bytes` alive (libvips' buffer loaders do not copy): the caller must
+/// keep them until the image and everything made from it are dropped.
+unsafe fn load_libvips_unkept(bytes: &[u8]) -> Result<Image, VipsError> {
     init(1);
     let mut out = ptr::null_mut();
-    // SAFETY: `bytes` outlives the image, which is unreffed at the end of this function and
-    // never handed out (libvips' cache is off, so nothing else keeps it). libvips' own loader:
-    // no pixels are read, so the shim's pixel readers (and their checks) have nothing to do.
+    // SAFETY: a valid buffer of bytes.len() bytes; the caller keeps it alive.
     let rc = unsafe {
         ffi::imgedge_load_libvips(
             bytes.as_ptr() as *const c_void,
@@ -404,11 +405,21 @@ pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
         return Err(take_error("load"));
     }
     let ptr = NonNull::new(out).ok_or_else(|| VipsError::new("load: no image"))?;
-    let img = Image {
+    Ok(Image {
         ptr,
         keep: Vec::new(),
         sequential: true,
-    };
+    })
+}
+
+/// Reads the header of `bytes` (format detected by libvips) without decoding pixels and without
+/// copying the bytes: the image opened here is dropped before this returns, so the borrow is
+/// enough. For the resolution limit and `/info`.
+pub fn read_header(bytes: &[u8]) -> Result<Header, VipsError> {
+    // SAFETY: `bytes` outlives the image, which is unreffed at the end of this function and
+    // never handed out (libvips' cache is off, so nothing else keeps it). libvips' own loader:
+    // no pixels are read, so the shim's pixel readers (and their checks) have nothing to do.
+    let img = unsafe { load_libvips_unkept(bytes)? };
     let header = Header {
         width: img.width(),
         height: img.height(),
@@ -2103,19 +2114,10 @@ mod tests {
     /// libvips' own loader, none of the shim's pixel readers in front.
     fn load_libvips(buf: &[u8]) -> Result<Image, VipsError> {
         let buf: Arc<[u8]> = Arc::from(buf);
-        let mut out = ptr::null_mut();
         // SAFETY: buf stays alive inside the returned Image.
-        let rc = unsafe {
-            ffi::imgedge_load_libvips(
-                buf.as_ptr() as *const c_void,
-                buf.len(),
-                1,
-                FailOn::None as c_int,
-                0,
-                &mut out,
-            )
-        };
-        Image::from_load(rc, out, buf, true, "load")
+        let mut img = unsafe { load_libvips_unkept(&buf)? };
+        img.keep.push(buf);
+        Ok(img)
     }
 
     fn load_ours(buf: &[u8]) -> Result<Image, VipsError> {
