@@ -1,5 +1,5 @@
-//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c` and
-//! `pngpixels.c`).
+//! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c`,
+//! `jpegwrite.c` and `pngpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -12,6 +12,8 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ops/vips/shim.c");
     println!("cargo:rerun-if-changed=src/ops/vips/reduce.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/jpegwrite.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/jpegerror.h");
     println!("cargo:rerun-if-changed=src/ops/vips/pngpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
     println!("cargo:rerun-if-env-changed=PKG_CONFIG_PATH");
@@ -30,8 +32,8 @@ fn main() {
         ),
     };
 
-    // jpegpixels.c calls libjpeg itself: the same libjpeg libvips links (libvips-dev pulls in
-    // libjpeg-dev on Debian and Ubuntu).
+    // jpegpixels.c and jpegwrite.c call libjpeg themselves: the same libjpeg libvips links
+    // (libvips-dev pulls in libjpeg-dev on Debian and Ubuntu).
     let jpeg = pkg_config::Config::new()
         .cargo_metadata(false)
         .probe("libjpeg")
@@ -53,6 +55,7 @@ fn main() {
         .file("src/ops/vips/shim.c")
         .file("src/ops/vips/reduce.c")
         .file("src/ops/vips/jpegpixels.c")
+        .file("src/ops/vips/jpegwrite.c")
         .file("src/ops/vips/pngpixels.c")
         .include("src/ops/vips")
         .warnings(true)

@@ -15,7 +15,6 @@
  * progressive files (whose scan limit libvips enforces), goes through libvips.
  */
 
-#include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,12 +24,8 @@
 #define VIPS_DISABLE_COMPAT
 #include <vips/vips.h>
 
+#include "jpegerror.h"
 #include "shim.h"
-
-typedef struct {
-	struct jpeg_error_mgr pub;
-	jmp_buf jmp;
-} JpegError;
 
 typedef struct {
 	const void *buf;
@@ -45,26 +40,6 @@ typedef struct {
 	struct jpeg_decompress_struct cinfo;
 	JpegError error;
 } JpegPixels;
-
-static void
-jpeg_pixels_error_exit(j_common_ptr cinfo)
-{
-	JpegError *error = (JpegError *) cinfo->err;
-	char message[JMSG_LENGTH_MAX];
-
-	(*cinfo->err->format_message)(cinfo, message);
-	vips_error("VipsJpeg", "%s", message);
-	longjmp(error->jmp, 1);
-}
-
-/* Warnings (corrupt data, premature end) are ignored as libvips does with fail_on none: the
- * decoder goes on and fills what is missing with grey. */
-static void
-jpeg_pixels_emit_message(j_common_ptr cinfo, int level)
-{
-	(void) cinfo;
-	(void) level;
-}
 
 static void
 jpeg_pixels_close(VipsImage *image, JpegPixels *pixels)
@@ -83,9 +58,7 @@ jpeg_pixels_start(JpegPixels *pixels, VipsImage *out)
 {
 	struct jpeg_decompress_struct *cinfo = &pixels->cinfo;
 
-	cinfo->err = jpeg_std_error(&pixels->error.pub);
-	pixels->error.pub.error_exit = jpeg_pixels_error_exit;
-	pixels->error.pub.emit_message = jpeg_pixels_emit_message;
+	cinfo->err = jpeg_error_init(&pixels->error);
 	if (setjmp(pixels->error.jmp)) {
 		return -1;
 	}

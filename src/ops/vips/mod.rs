@@ -110,6 +110,8 @@ mod ffi {
         pub fn imgedge_jpeg_pixels_used() -> c_int;
         #[cfg(test)]
         pub fn imgedge_png_pixels_used() -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_jpeg_write_used() -> c_int;
         pub fn imgedge_load_libvips(
             buf: *const c_void,
             len: usize,
@@ -204,6 +206,15 @@ mod ffi {
         ) -> c_int;
 
         pub fn imgedge_save_jpeg(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            interlace: c_int,
+            strip: c_int,
+        ) -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_save_jpeg_libvips(
             im: *mut VipsImage,
             buf: *mut *mut c_void,
             len: *mut usize,
@@ -1344,20 +1355,33 @@ impl Image {
                 ),
             }
         };
-        if rc != 0 {
-            return Err(take_error(context));
-        }
-        if buf.is_null() {
-            return Err(VipsError(format!("{context}: no output")));
-        }
-        // SAFETY: libvips gave us `len` readable bytes at `buf`, which we own.
-        let bytes = unsafe {
-            let v = std::slice::from_raw_parts(buf as *const u8, len).to_vec();
-            ffi::g_free(buf);
-            v
-        };
-        Ok(bytes)
+        // SAFETY: a saver's own result.
+        unsafe { take_saved(rc, buf, len, context) }
     }
+}
+
+/// A saver's result: its bytes, copied out of the g_malloc'd buffer (then freed), or its error.
+///
+/// # Safety
+/// `buf` and `len` are what a shim saver returning `rc` gave back: on success, `len` readable
+/// bytes at `buf` that nothing else frees.
+unsafe fn take_saved(
+    rc: c_int,
+    buf: *mut c_void,
+    len: usize,
+    context: &str,
+) -> Result<Vec<u8>, VipsError> {
+    if rc != 0 {
+        return Err(take_error(context));
+    }
+    if buf.is_null() {
+        return Err(VipsError(format!("{context}: no output")));
+    }
+    // SAFETY: per the contract above.
+    let bytes = unsafe { std::slice::from_raw_parts(buf as *const u8, len).to_vec() };
+    // SAFETY: ours to free, once.
+    unsafe { ffi::g_free(buf) };
+    Ok(bytes)
 }
 
 // ---- animations ----------------------------------------------------------------------------
@@ -2074,6 +2098,183 @@ mod tests {
             used >= 8,
             "jpegpixels.c decoded {used} of the 8 FailOn::None loads"
         );
+    }
+
+    /// `jpeg` with `markers` (marker byte, payload) inserted after its SOI.
+    fn with_markers(jpeg: &[u8], markers: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = jpeg[..2].to_vec();
+        for (marker, payload) in markers {
+            out.extend_from_slice(&[0xff, *marker]);
+            out.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+            out.extend_from_slice(payload);
+        }
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    /// libvips' own jpegsave, whatever jpegwrite.c would do.
+    fn save_jpeg_libvips(img: &Image, quality: u32, strip: bool) -> Result<Vec<u8>, VipsError> {
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len = 0;
+        // SAFETY: live image; the result goes to take_saved as the saver left it.
+        unsafe {
+            let rc = ffi::imgedge_save_jpeg_libvips(
+                img.raw(),
+                &mut buf,
+                &mut len,
+                to_c(quality),
+                0,
+                strip as c_int,
+            );
+            take_saved(rc, buf, len, "jpegsave_buffer")
+        }
+    }
+
+    #[test]
+    fn jpegs_are_the_bytes_libvips_writes() {
+        // jpegwrite.c writes baseline 8-bit sRGB and one-band JPEGs from the calling thread
+        // (libvips 8.14); the bytes must be libvips' own: markers (EXIF rebuilt, XMP, IPTC, an
+        // ICC profile over two markers), 4:2:0 and 4:4:4, every strip height, stripped or not.
+        let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
+        let mut iptc = b"Photoshop 3.0\0".to_vec();
+        iptc.extend_from_slice(b"8BIM\x04\x04\0\0\0\0\0\x05\x1c\x02\x05\0\0");
+        // An RGB display profile (a header lcms accepts, no tags) too big for one marker:
+        // libvips reassembles it on load and splits it again on save; grey images drop it.
+        let mut icc = vec![0u8; 70_000];
+        icc[..4].copy_from_slice(&70_000u32.to_be_bytes());
+        icc[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
+        icc[12..16].copy_from_slice(b"mntr");
+        icc[16..20].copy_from_slice(b"RGB ");
+        icc[20..24].copy_from_slice(b"XYZ ");
+        icc[36..40].copy_from_slice(b"acsp");
+        let mut icc_markers = vec![];
+        for (n, part) in icc.chunks(65_519).enumerate() {
+            let mut m = b"ICC_PROFILE\0".to_vec();
+            m.extend_from_slice(&[n as u8 + 1, 2]);
+            m.extend_from_slice(part);
+            icc_markers.push((0xe2, m));
+        }
+        let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        xmp_marker.extend_from_slice(&xmp);
+        let mut markers = vec![(0xe1, xmp_marker), (0xed, iptc)];
+        markers.extend(icc_markers);
+        // SAFETY: reads a counter.
+        let used_before = unsafe { ffi::imgedge_jpeg_write_used() };
+        let mut saves = 0;
+        for (w, h, bands) in [(333, 211, 3), (1, 1, 3), (17, 1000, 1), (640, 33, 3)] {
+            // jpeg_of writes EXIF (libvips makes one); the markers add the rest.
+            let source = with_markers(
+                &jpeg_of(&Image::test_pattern(w, h, bands).unwrap()),
+                &markers,
+            );
+            let loaded = decode(&source);
+            assert_eq!(
+                loaded.has_icc(),
+                true,
+                "{w}×{h}: the test's ICC profile was not read"
+            );
+            let variants = [
+                loaded.clone(),
+                loaded.resize(0.6, 0.6).unwrap_or_else(|_| loaded.clone()),
+                loaded.with_orientation(6).unwrap(),
+                loaded.colourspace(true).unwrap(),
+            ];
+            for img in &variants {
+                for (quality, strip) in [
+                    (75, false),
+                    (75, true),
+                    (90, false),
+                    (1, false),
+                    (100, true),
+                ] {
+                    let ours = img
+                        .save(
+                            &Saver::Jpeg {
+                                quality,
+                                interlace: false,
+                            },
+                            strip,
+                        )
+                        .unwrap();
+                    let libvips = save_jpeg_libvips(img, quality, strip).unwrap();
+                    let icc_markers = ours.windows(12).filter(|w| w == b"ICC_PROFILE\0").count();
+                    let expected = if strip || img.bands() == 1 { 0 } else { 2 };
+                    assert_eq!(
+                        icc_markers,
+                        expected,
+                        "{w}×{h}×{} strip {strip}",
+                        img.bands()
+                    );
+                    assert!(
+                        ours == libvips,
+                        "{w}×{h}×{} Q{quality} strip {strip}: {} bytes, libvips {}",
+                        img.bands(),
+                        ours.len(),
+                        libvips.len()
+                    );
+                    saves += 1;
+                }
+            }
+        }
+        // SAFETY: reads a counter.
+        let used = unsafe { ffi::imgedge_jpeg_write_used() } - used_before;
+        if version().starts_with("8.14.") {
+            assert!(
+                used >= saves,
+                "jpegwrite.c wrote {used} of the {saves} JPEGs"
+            );
+        }
+    }
+
+    #[test]
+    fn jpegs_jpegwrite_does_not_apply_to_or_cannot_write_fail_as_libvips_fails() {
+        // RGBA (flattened by libvips' saver) and progressive stay libvips'; so do qualities out of
+        // range, with libvips' error. Pixels that fail to compute and images libjpeg refuses are
+        // errors from either writer, never a crash or a partial file.
+        let _errors = crate::ops::vips::error_lock();
+        let jpeg = |quality, interlace| Saver::Jpeg { quality, interlace };
+        let rgba = Image::test_pattern(40, 30, 4).unwrap();
+        assert!(
+            rgba.save(&jpeg(75, false), false).unwrap()
+                == save_jpeg_libvips(&rgba, 75, false).unwrap()
+        );
+        let img = Image::test_pattern(40, 30, 3).unwrap();
+        // libvips ignores an out-of-range Q (with a GLib warning): encode.rs refuses it first.
+        assert!(
+            img.save(&jpeg(0, false), false).unwrap() == save_jpeg_libvips(&img, 0, false).unwrap()
+        );
+        let progressive = img.save(&jpeg(75, true), false).unwrap();
+        assert_eq!(decode(&progressive).width(), 40);
+        let wide = Image::test_pattern(70_000, 2, 3).unwrap();
+        let err = wide
+            .save(
+                &Saver::Jpeg {
+                    quality: 75,
+                    interlace: false,
+                },
+                false,
+            )
+            .unwrap_err();
+        assert!(err.message().contains("65500"), "{err}");
+        assert!(save_jpeg_libvips(&wide, 75, false).is_err());
+        // A JPEG cut in half, read with errors failing the load: the pixels fail mid-write.
+        let whole = jpeg_of(&Image::test_pattern(300, 400, 3).unwrap());
+        let cut: Arc<[u8]> = Arc::from(&whole[..whole.len() / 2]);
+        for save in [true, false] {
+            let img = Image::load(cut.clone(), Access::Sequential, FailOn::Truncated).unwrap();
+            let result = if save {
+                img.save(
+                    &Saver::Jpeg {
+                        quality: 75,
+                        interlace: false,
+                    },
+                    false,
+                )
+            } else {
+                save_jpeg_libvips(&img, 75, false)
+            };
+            assert!(result.is_err(), "a truncated source saved (ours: {save})");
+        }
     }
 
     #[test]

@@ -988,8 +988,18 @@ fail:
 /* ------------------------------------------------------------------------------------------ */
 /* Saving (bimg v1.1.7's settings, spec §8.3) */
 
+/* Through jpegwrite.c where it applies (same bytes, no libvips threads). */
 int
 imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int interlace, int strip)
+{
+	if (imgedge_jpeg_write_applies(in, quality, interlace))
+		return imgedge_jpeg_write(in, buf, len, quality, strip);
+	return imgedge_save_jpeg_libvips(in, buf, len, quality, interlace, strip);
+}
+
+int
+imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality, int interlace,
+	int strip)
 {
 	return vips_jpegsave_buffer(in, buf, len,
 		"Q", quality,

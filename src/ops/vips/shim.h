@@ -88,6 +88,12 @@ int imgedge_composite(VipsImage *in, VipsImage *overlay, VipsImage **out, int le
 /* Saving. */
 int imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int interlace,
 	int strip);
+int imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality,
+	int interlace, int strip);
+/* jpegwrite.c: libvips 8.14's JPEG bytes, written from the calling thread where that applies. */
+gboolean imgedge_jpeg_write_applies(VipsImage *in, int quality, int interlace);
+int imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);
+int imgedge_jpeg_write_used(void);
 int imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
 	int palette, int quality, int effort, int strip);
 int imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
