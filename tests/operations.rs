@@ -875,7 +875,7 @@ struct GatedOrigin {
 
 impl GatedOrigin {
     fn start(body: Vec<u8>) -> GatedOrigin {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = TcpListener::bind(("127.0.0.1", common::free_port())).unwrap();
         let addr = listener.local_addr().unwrap();
         let gate = Arc::new((Mutex::new(true), Condvar::new()));
         let held = Arc::new(AtomicUsize::new(0));

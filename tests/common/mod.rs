@@ -134,7 +134,8 @@ pub fn wait_listening(addr: SocketAddr) {
 pub fn free_port() -> u16 {
     // The kernel may hand a port freed here to a parallel test's bind(0) too; the second
     // server then fails to bind and its test talks to the first test's server. So no port is
-    // handed out twice in one test process.
+    // handed out twice in one test process, and every listener of a test process takes its
+    // port from here.
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let port = TcpListener::bind("127.0.0.1:0")
@@ -305,7 +306,10 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(resources: Vec<(&str, Resource)>) -> Origin {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+        // A port from free_port, not the kernel's bind(0): a port free_port just handed to an
+        // imgedge that has not bound it yet would otherwise be taken here, and that test would
+        // talk to this origin (and then to nothing).
+        let server = Arc::new(tiny_http::Server::http(("127.0.0.1", free_port())).unwrap());
         let addr = server.server_addr().to_ip().unwrap();
         let table: HashMap<String, Resource> = resources
             .into_iter()
