@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use bytes::Bytes;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -216,8 +216,8 @@ fn bench_operations(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_millis(1500));
-    let png: Arc<[u8]> = Arc::from(&inputs.png_alpha[..]);
-    let jpg: Arc<[u8]> = Arc::from(&inputs.jpeg_2mp[..]);
+    let png = Bytes::copy_from_slice(&inputs.png_alpha);
+    let jpg = Bytes::copy_from_slice(&inputs.jpeg_2mp);
     let render = |img: Image| {
         let px = img.to_pixels().expect("render");
         vips::thread_shutdown();

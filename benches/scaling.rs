@@ -19,7 +19,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use bytes::Bytes;
 use std::time::Duration;
 
 use imgedge::ops::vips::{self, Access, FailOn, Image, Saver};
@@ -29,16 +29,16 @@ fn jpeg_shrink(w0: u32, h0: u32, w: u32, h: u32) -> u32 {
     [8, 4, 2].into_iter().find(|&f| s >= f as f64).unwrap_or(1)
 }
 
-fn reference(bytes: &Arc<[u8]>, w: u32, h: u32) -> Image {
+fn reference(bytes: &Bytes, w: u32, h: u32) -> Image {
     let img = Image::load(bytes.clone(), Access::Random, FailOn::None).unwrap();
     img.resize_to(w, h).unwrap()
 }
 
-fn thumbnail(bytes: &Arc<[u8]>, w: u32, h: u32) -> Image {
+fn thumbnail(bytes: &Bytes, w: u32, h: u32) -> Image {
     Image::thumbnail(bytes.clone(), w, h, FailOn::None).unwrap()
 }
 
-fn dct(bytes: &Arc<[u8]>, w: u32, h: u32, w0: u32, h0: u32) -> Image {
+fn dct(bytes: &Bytes, w: u32, h: u32, w0: u32, h0: u32) -> Image {
     let shrink = jpeg_shrink(w0, h0, w, h);
     let img = Image::load_jpeg_shrunk(bytes.clone(), shrink, FailOn::None).unwrap();
     img.resize_to(w, h).unwrap()
@@ -166,7 +166,7 @@ fn main() {
         return; // `cargo bench -- --list` from tooling
     }
     vips::init(1);
-    let mut cases: Vec<(String, Arc<[u8]>)> = vec![
+    let mut cases: Vec<(String, Bytes)> = vec![
         ("photo 1920×1080".into(), common::jpeg(1920, 1080, 1).into()),
         ("photo 4000×3000".into(), common::jpeg(4000, 3000, 2).into()),
     ];

@@ -155,7 +155,7 @@ mod tests {
     use crate::ops::run::{run, Output};
     use crate::ops::vips::Saver;
     use crate::ops::OpError;
-    use std::sync::Arc;
+    use bytes::Bytes;
 
     const DELAYS: [i32; 3] = [100, 200, 300];
 
@@ -208,7 +208,12 @@ mod tests {
         let format = sniff(&out.bytes).expect("an image");
         assert_eq!(Some(format), out.format);
         let img = if holds_animation(format) {
-            Image::load_pages(Arc::from(&out.bytes[..]), Access::Random, FailOn::None).unwrap()
+            Image::load_pages(
+                Bytes::copy_from_slice(&out.bytes),
+                Access::Random,
+                FailOn::None,
+            )
+            .unwrap()
         } else {
             Image::load_bytes(&out.bytes, Access::Random).unwrap()
         };
@@ -477,8 +482,12 @@ mod tests {
             },
         );
         let out = run(&plan, &gif(40, 30), &[]).unwrap();
-        let img =
-            Image::load_pages(Arc::from(&out.bytes[..]), Access::Random, FailOn::None).unwrap();
+        let img = Image::load_pages(
+            Bytes::copy_from_slice(&out.bytes),
+            Access::Random,
+            FailOn::None,
+        )
+        .unwrap();
         assert_eq!((img.frames(), img.page_height()), (3, 30));
         let green = |y: u32| img.pixel(0, y).unwrap()[1];
         assert!(green(0) > 192.0, "frame 0 top {}", green(0));
@@ -609,7 +618,11 @@ mod tests {
             vary_accept: false,
         };
         let out = run(&plan, &gif(40, 30), &[]).unwrap();
-        let pages = Image::load_pages(Arc::from(&out.bytes[..]), Access::Random, FailOn::None);
+        let pages = Image::load_pages(
+            Bytes::copy_from_slice(&out.bytes),
+            Access::Random,
+            FailOn::None,
+        );
         let header = Image::load_bytes(&out.bytes, Access::Random).unwrap();
         assert_eq!(
             (header.width(), header.height(), header.n_pages()),

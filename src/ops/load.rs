@@ -13,15 +13,15 @@
 //!
 //! Neither applies the orientation tag: `orient.rs` does, after the shrink (cheaper).
 
+use bytes::Bytes;
 use std::cell::Cell;
-use std::sync::Arc;
 
 use super::format::ImageType;
 use super::vips::{Access, FailOn, Image, VipsError};
 
 /// The request's bytes, opened but not decoded.
 pub(crate) struct Source {
-    bytes: Arc<[u8]>,
+    bytes: Bytes,
     pub format: ImageType,
     /// The header-only image opened by [`Source::open`], handed out by the first
     /// [`Source::image`] call. A sequential image can be read once, so later calls reopen.
@@ -35,7 +35,7 @@ pub(crate) struct Source {
 
 impl Source {
     /// Reads the header (no pixel decoding).
-    pub fn open(bytes: Arc<[u8]>, format: ImageType) -> Result<Source, VipsError> {
+    pub fn open(bytes: Bytes, format: ImageType) -> Result<Source, VipsError> {
         let header = Image::load(bytes.clone(), Access::Sequential, FailOn::None)?;
         Ok(Source {
             width: header.width(),
@@ -63,7 +63,7 @@ impl Source {
         if self.format == ImageType::Jpeg {
             let shrink = jpeg_shrink(self.width, self.height, width, height);
             let img = if shrink > 1 {
-                Image::load_jpeg_shrunk(self.bytes.clone(), shrink, FailOn::None)?
+                self.header.jpeg_shrunk(self.bytes.clone(), shrink)?
             } else {
                 self.image()?
             };
@@ -87,7 +87,7 @@ impl Source {
 /// For `animation.rs`, which loads every frame of an animated GIF/WebP itself.
 impl Source {
     /// The request's bytes.
-    pub(crate) fn bytes(&self) -> &Arc<[u8]> {
+    pub(crate) fn bytes(&self) -> &Bytes {
         &self.bytes
     }
 
@@ -117,9 +117,9 @@ mod tests {
     use super::*;
     use crate::ops::vips::Saver;
 
-    fn encoded(w: u32, h: u32, saver: Saver) -> Arc<[u8]> {
+    fn encoded(w: u32, h: u32, saver: Saver) -> Bytes {
         let img = Image::test_pattern(w, h, 3).unwrap();
-        Arc::from(img.save(&saver, false).unwrap())
+        Bytes::from(img.save(&saver, false).unwrap())
     }
 
     const JPEG: Saver = Saver::Jpeg {
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn garbage_fails_to_open_with_a_message() {
         let _errors = crate::ops::vips::error_lock();
-        let err = Source::open(Arc::from(&b"\xff\xd8\xffgarbage"[..]), ImageType::Jpeg)
+        let err = Source::open(Bytes::from_static(b"\xff\xd8\xffgarbage"), ImageType::Jpeg)
             .err()
             .unwrap();
         assert!(!err.message().is_empty());

@@ -1,6 +1,6 @@
 //! Watermarks (spec §7 /watermark and /watermarkimage, §9.1 steps 7–8). The size never changes.
 
-use std::sync::Arc;
+use bytes::Bytes;
 
 use super::options::{ImageWatermark, TextWatermark};
 use super::vips::{Access, FailOn, Image, VipsError};
@@ -66,7 +66,7 @@ pub(crate) fn open_image(
     if bytes.is_empty() {
         return Err(VipsError::new("Unable to read watermark image"));
     }
-    Image::load(Arc::from(bytes), access, FailOn::None)
+    Image::load(Bytes::copy_from_slice(bytes), access, FailOn::None)
 }
 
 /// An opened watermark image `mark` drawn over `img` as `w` says.

@@ -97,12 +97,7 @@ impl Producer {
                 };
                 // The resolution limit is checked from the header inside, before any pixel is
                 // decoded, with the header read once.
-                Ok(ops::run_limited(
-                    &plan,
-                    &bytes,
-                    &watermarks,
-                    max_megapixels,
-                )?)
+                Ok(ops::run_limited(&plan, bytes, &watermarks, max_megapixels)?)
             })
             .await
             .inspect_err(|e| {

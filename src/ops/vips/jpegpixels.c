@@ -138,6 +138,22 @@ imgedge_jpeg_pixels_used(void)
 	return g_atomic_int_get(&used);
 }
 
+/* Whether the pixels of `header` (a libvips JPEG load) are decoded here: baseline, 8-bit,
+ * RGB or grey. */
+gboolean
+imgedge_jpeg_pixels_applies(VipsImage *header)
+{
+	int multiscan = 1;
+
+	if (vips_image_get_typeof(header, "jpeg-multiscan") &&
+		vips_image_get_int(header, "jpeg-multiscan", &multiscan))
+		return FALSE;
+	return !multiscan && vips_image_get_format(header) == VIPS_FORMAT_UCHAR &&
+		vips_image_get_coding(header) == VIPS_CODING_NONE &&
+		((header->Bands == 3 && header->Type == VIPS_INTERPRETATION_sRGB) ||
+			(header->Bands == 1 && header->Type == VIPS_INTERPRETATION_B_W));
+}
+
 /* An image like `header` (a libvips JPEG load not yet decoded) whose pixels are decoded here
  * from buf (which must outlive it), or NULL with no error set when this decoder does not apply
  * to it. */
@@ -147,16 +163,9 @@ imgedge_jpeg_pixels(VipsImage *header, const void *buf, size_t len, int shrink,
 {
 	VipsImage *raw;
 	JpegPixels *pixels;
-	int multiscan = 1;
 
 	*out = NULL;
-	if (vips_image_get_typeof(header, "jpeg-multiscan") &&
-		vips_image_get_int(header, "jpeg-multiscan", &multiscan))
-		return -1;
-	if (multiscan || vips_image_get_format(header) != VIPS_FORMAT_UCHAR ||
-		vips_image_get_coding(header) != VIPS_CODING_NONE ||
-		!((header->Bands == 3 && header->Type == VIPS_INTERPRETATION_sRGB) ||
-			(header->Bands == 1 && header->Type == VIPS_INTERPRETATION_B_W)))
+	if (!imgedge_jpeg_pixels_applies(header))
 		return 0;
 
 	raw = vips_image_new();

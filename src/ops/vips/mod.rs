@@ -12,9 +12,9 @@
 //!   Images are lazy pipelines: pixels are computed only when saved or copied to memory.
 //! * **Input buffers outlive their images**: libvips' `*_buffer` loaders do *not* copy their
 //!   input, and every image derived from a loaded one may read from it until it is saved. So the
-//!   bytes are held in an `Arc<[u8]>` that every derived [`Image`] keeps a clone of; they are
-//!   freed only after the last image that may read them. Callers holding a `&[u8]` copy it once
-//!   into such an `Arc` (one `memcpy`, small next to decoding).
+//!   bytes are held in a [`Bytes`] that every derived [`Image`] keeps a clone of; they are
+//!   freed only after the last image that may read them. A fetched or read source is already
+//!   `Bytes` and is not copied; callers holding a `&[u8]` copy it once.
 //! * **Errors carry libvips' message**: libvips reports errors in one process-wide buffer; each
 //!   failing call reads and clears it atomically right away ([`VipsError`]). Under concurrent
 //!   failures two messages can end up in one error — the text is diagnostic, never parsed,
@@ -26,7 +26,9 @@
 
 use std::ffi::{c_int, c_void, CStr, CString};
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, Once};
+use std::sync::Once;
+
+use bytes::Bytes;
 
 use super::format::ImageType;
 
@@ -67,6 +69,17 @@ mod ffi {
             fail_on: c_int,
             out: *mut *mut VipsImage,
         ) -> c_int;
+        pub fn imgedge_load_jpeg_from(
+            full: *mut VipsImage,
+            buf: *const c_void,
+            len: usize,
+            shrink: c_int,
+            out: *mut *mut VipsImage,
+        ) -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_fields(im: *mut VipsImage) -> *mut c_char;
+        #[cfg(test)]
+        pub fn imgedge_jpeg_headers_reused() -> c_int;
         pub fn imgedge_thumbnail(
             buf: *const c_void,
             len: usize,
@@ -631,7 +644,7 @@ pub struct Image {
     /// Buffers handed to `*_buffer` loaders somewhere upstream of this image. libvips reads them
     /// without copying until the image is finalised: they must outlive `ptr` (dropped after it,
     /// see `Drop`).
-    keep: Vec<Arc<[u8]>>,
+    keep: Vec<Bytes>,
     /// Upstream of this image is a sequential loader not yet rendered to memory.
     sequential: bool,
 }
@@ -674,6 +687,11 @@ impl std::fmt::Debug for Image {
     }
 }
 
+/// The same kept buffer (clones of one `Bytes` share their bytes).
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
 fn to_c(v: u32) -> c_int {
     v.min(c_int::MAX as u32) as c_int
 }
@@ -683,7 +701,7 @@ impl Image {
     fn from_load(
         rc: c_int,
         out: *mut VipsImage,
-        buf: Arc<[u8]>,
+        buf: Bytes,
         sequential: bool,
         context: &str,
     ) -> Result<Image, VipsError> {
@@ -725,7 +743,7 @@ impl Image {
         let mut sequential = self.sequential;
         if let Some(o) = other {
             for b in &o.keep {
-                if !keep.iter().any(|k| Arc::ptr_eq(k, b)) {
+                if !keep.iter().any(|k| same_buffer(k, b)) {
                     keep.push(b.clone());
                 }
             }
@@ -744,17 +762,12 @@ impl Image {
 
     /// Opens an image from encoded bytes (format detected by libvips). Only the header is read
     /// now; pixels are decoded when needed.
-    pub fn load(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
+    pub fn load(buf: Bytes, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
         Image::open(buf, access, fail_on, false)
     }
 
     /// [`Image::load`], or with `pages` every frame of a GIF/WebP, stacked.
-    fn open(
-        buf: Arc<[u8]>,
-        access: Access,
-        fail_on: FailOn,
-        pages: bool,
-    ) -> Result<Image, VipsError> {
+    fn open(buf: Bytes, access: Access, fail_on: FailOn, pages: bool) -> Result<Image, VipsError> {
         init(1);
         let mut out = ptr::null_mut();
         let sequential = access == Access::Sequential;
@@ -774,16 +787,12 @@ impl Image {
 
     /// Copies `bytes` and opens them (see [`Image::load`]).
     pub fn load_bytes(bytes: &[u8], access: Access) -> Result<Image, VipsError> {
-        Image::load(Arc::from(bytes), access, FailOn::None)
+        Image::load(Bytes::copy_from_slice(bytes), access, FailOn::None)
     }
 
     /// Opens a JPEG decoded at 1/`shrink` size in the DCT domain (shrink ∈ 1, 2, 4, 8), read
     /// sequentially: the cheapest way to a small image from a big JPEG.
-    pub fn load_jpeg_shrunk(
-        buf: Arc<[u8]>,
-        shrink: u32,
-        fail_on: FailOn,
-    ) -> Result<Image, VipsError> {
+    pub fn load_jpeg_shrunk(buf: Bytes, shrink: u32, fail_on: FailOn) -> Result<Image, VipsError> {
         init(1);
         let mut out = ptr::null_mut();
         // SAFETY: as in load.
@@ -799,11 +808,49 @@ impl Image {
         Image::from_load(rc, out, buf, true, "jpegload_buffer")
     }
 
+    /// [`Image::load_jpeg_shrunk`] (with `FailOn::None`) of `buf`, whose full-size load `self`
+    /// already is: the header at 1/`shrink` is made from this one where the shim's JPEG reader
+    /// decodes the pixels, instead of being parsed again.
+    pub fn jpeg_shrunk(&self, buf: Bytes, shrink: u32) -> Result<Image, VipsError> {
+        let mut out = ptr::null_mut();
+        // SAFETY: live image; buf stays alive inside the returned Image.
+        let rc = unsafe {
+            ffi::imgedge_load_jpeg_from(
+                self.raw(),
+                buf.as_ptr() as *const c_void,
+                buf.len(),
+                to_c(shrink),
+                &mut out,
+            )
+        };
+        Image::from_load(rc, out, buf, true, "jpegload_buffer")
+    }
+
+    /// Every header field as "name=value" lines, sorted (tests compare headers with it), but
+    /// `filename`: libvips names every image made from memory anew ("temp-N").
+    #[cfg(test)]
+    fn fields(&self) -> Vec<String> {
+        // SAFETY: live image; the text is ours to free.
+        let text = unsafe { ffi::imgedge_fields(self.raw()) };
+        assert!(!text.is_null(), "{}", take_error("fields"));
+        // SAFETY: a NUL-terminated string from the shim.
+        let mut lines: Vec<String> = unsafe { CStr::from_ptr(text) }
+            .to_string_lossy()
+            .lines()
+            .filter(|l| !l.starts_with("filename="))
+            .map(str::to_string)
+            .collect();
+        // SAFETY: g_malloc'd by the shim, freed once.
+        unsafe { ffi::g_free(text as *mut c_void) };
+        lines.sort();
+        lines
+    }
+
     /// libvips' thumbnail from a buffer: shrink-on-load where the format allows, then resize to
     /// exactly `width`×`height` (aspect not preserved: the caller did the fitting). Orientation
     /// tags are not applied. The result is sequential.
     pub fn thumbnail(
-        buf: Arc<[u8]>,
+        buf: Bytes,
         width: u32,
         height: u32,
         fail_on: FailOn,
@@ -813,7 +860,7 @@ impl Image {
 
     /// [`Image::thumbnail`]; with `pages`, of every frame (stacked, `page-height` = `height`).
     fn thumbnail_frames(
-        buf: Arc<[u8]>,
+        buf: Bytes,
         width: u32,
         height: u32,
         fail_on: FailOn,
@@ -1416,14 +1463,14 @@ impl Image {
 
     /// Opens every frame of a GIF or WebP (libvips `n=-1`), stacked. Only the header is read
     /// now. Other formats: libvips' error (their loaders may lack the `n` option).
-    pub fn load_pages(buf: Arc<[u8]>, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
+    pub fn load_pages(buf: Bytes, access: Access, fail_on: FailOn) -> Result<Image, VipsError> {
         Image::open(buf, access, fail_on, true)
     }
 
     /// [`Image::thumbnail`] of every frame: each resampled to exactly `width`×`height`,
     /// stacked, `page-height` = `height`. Sequential.
     pub fn thumbnail_pages(
-        buf: Arc<[u8]>,
+        buf: Bytes,
         width: u32,
         height: u32,
         fail_on: FailOn,
@@ -1445,7 +1492,7 @@ impl Image {
         let mut joined = first.derived(None, rc, out, "arrayjoin")?;
         for f in &frames[1..] {
             for b in &f.keep {
-                if !joined.keep.iter().any(|k| Arc::ptr_eq(k, b)) {
+                if !joined.keep.iter().any(|k| same_buffer(k, b)) {
                     joined.keep.push(b.clone());
                 }
             }
@@ -2059,7 +2106,7 @@ mod tests {
     #[test]
     fn shrink_on_load_paths_hit_exact_sizes() {
         let bytes = jpeg_of(&Image::test_pattern(640, 480, 3).unwrap());
-        let buf: Arc<[u8]> = Arc::from(&bytes[..]);
+        let buf: Bytes = Bytes::copy_from_slice(&bytes);
         let j = Image::load_jpeg_shrunk(buf.clone(), 4, FailOn::None).unwrap();
         assert_eq!((j.width(), j.height()), (160, 120));
         let t = Image::thumbnail(buf.clone(), 101, 37, FailOn::None).unwrap();
@@ -2079,7 +2126,7 @@ mod tests {
         let used_before = unsafe { ffi::imgedge_jpeg_pixels_used() };
         for bands in [3, 1] {
             let bytes = jpeg_of(&Image::test_pattern(333, 211, bands).unwrap());
-            let buf: Arc<[u8]> = Arc::from(&bytes[..]);
+            let buf: Bytes = Bytes::copy_from_slice(&bytes);
             for shrink in [1, 2, 4, 8] {
                 let ours = Image::load_jpeg_shrunk(buf.clone(), shrink, FailOn::None).unwrap();
                 let libvips =
@@ -2258,7 +2305,7 @@ mod tests {
         assert!(save_jpeg_libvips(&wide, 75, false).is_err());
         // A JPEG cut in half, read with errors failing the load: the pixels fail mid-write.
         let whole = jpeg_of(&Image::test_pattern(300, 400, 3).unwrap());
-        let cut: Arc<[u8]> = Arc::from(&whole[..whole.len() / 2]);
+        let cut: Bytes = Bytes::copy_from_slice(&whole[..whole.len() / 2]);
         for save in [true, false] {
             let img = Image::load(cut.clone(), Access::Sequential, FailOn::Truncated).unwrap();
             let result = if save {
@@ -2274,6 +2321,72 @@ mod tests {
             };
             assert!(result.is_err(), "a truncated source saved (ours: {save})");
         }
+    }
+
+    #[test]
+    fn shrunk_jpeg_headers_made_from_the_full_one_are_libvips_own() {
+        // `jpeg_shrunk` makes the 1/shrink header from the request's full-size one instead of
+        // parsing the file again: every field (size rounded down, resolution, EXIF tags, ICC,
+        // XMP, loader, chroma) and every pixel must be what libvips' shrunk load gives.
+        let mut xmp = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        xmp.extend_from_slice(b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>");
+        let mut icc = vec![0u8; 600];
+        icc[..4].copy_from_slice(&600u32.to_be_bytes());
+        icc[12..20].copy_from_slice(b"mntrRGB ");
+        icc[20..24].copy_from_slice(b"XYZ ");
+        icc[36..40].copy_from_slice(b"acsp");
+        let mut icc_marker = b"ICC_PROFILE\0\x01\x01".to_vec();
+        icc_marker.extend_from_slice(&icc);
+        // SAFETY: reads a counter.
+        let reused_before = unsafe { ffi::imgedge_jpeg_headers_reused() };
+        let mut shrunk = 0;
+        for (w, h, bands) in [(1001, 777, 3), (333, 211, 1), (64, 48, 3)] {
+            let plain = jpeg_of(&Image::test_pattern(w, h, bands).unwrap());
+            let marked = with_markers(&plain, &[(0xe1, xmp.clone()), (0xe2, icc_marker.clone())]);
+            for bytes in [plain, marked] {
+                let buf = Bytes::from(bytes);
+                for shrink in [2, 4, 8] {
+                    let full = Image::load(buf.clone(), Access::Sequential, FailOn::None).unwrap();
+                    let ours = full.jpeg_shrunk(buf.clone(), shrink).unwrap();
+                    let libvips =
+                        Image::load_jpeg_shrunk(buf.clone(), shrink, FailOn::None).unwrap();
+                    assert_eq!(
+                        ours.fields(),
+                        libvips.fields(),
+                        "{w}×{h}×{bands} 1/{shrink}"
+                    );
+                    assert!(
+                        ours.to_pixels().unwrap() == libvips.to_pixels().unwrap(),
+                        "{w}×{h}×{bands} 1/{shrink}: pixels differ"
+                    );
+                    shrunk += 1;
+                }
+            }
+        }
+        // SAFETY: reads a counter.
+        let reused = unsafe { ffi::imgedge_jpeg_headers_reused() } - reused_before;
+        assert_eq!(reused, shrunk, "headers made from the full one");
+        // A progressive JPEG is not the shim reader's: opened again, same answer.
+        let img = Image::test_pattern(200, 100, 3).unwrap();
+        let progressive = Bytes::from(
+            img.save(
+                &Saver::Jpeg {
+                    quality: 75,
+                    interlace: true,
+                },
+                false,
+            )
+            .unwrap(),
+        );
+        let full = Image::load(progressive.clone(), Access::Sequential, FailOn::None).unwrap();
+        let ours = full.jpeg_shrunk(progressive.clone(), 2).unwrap();
+        let libvips = Image::load_jpeg_shrunk(progressive, 2, FailOn::None).unwrap();
+        assert_eq!(ours.fields(), libvips.fields());
+        // SAFETY: reads a counter.
+        assert_eq!(
+            unsafe { ffi::imgedge_jpeg_headers_reused() } - reused_before,
+            shrunk
+        );
     }
 
     #[test]
@@ -2294,7 +2407,7 @@ mod tests {
             ("garbage", garbage),
             ("header only", header_only),
         ] {
-            let buf: Arc<[u8]> = Arc::from(&damaged[..]);
+            let buf: Bytes = Bytes::copy_from_slice(&damaged);
             let ours =
                 Image::load_jpeg_shrunk(buf.clone(), 1, FailOn::None).and_then(|i| i.to_pixels());
             let libvips =
@@ -2313,7 +2426,7 @@ mod tests {
 
     /// libvips' own loader, none of the shim's pixel readers in front.
     fn load_libvips(buf: &[u8]) -> Result<Image, VipsError> {
-        let buf: Arc<[u8]> = Arc::from(buf);
+        let buf = Bytes::copy_from_slice(buf);
         // SAFETY: buf stays alive inside the returned Image.
         let mut img = unsafe { load_libvips_unkept(&buf)? };
         img.keep.push(buf);
@@ -2321,7 +2434,11 @@ mod tests {
     }
 
     fn load_ours(buf: &[u8]) -> Result<Image, VipsError> {
-        Image::load(Arc::from(buf), Access::Sequential, FailOn::None)
+        Image::load(
+            Bytes::copy_from_slice(buf),
+            Access::Sequential,
+            FailOn::None,
+        )
     }
 
     /// Pixels with structure (gradients) and noise, so that every PNG predictor wins somewhere.
@@ -2665,13 +2782,18 @@ mod tests {
             assert_eq!((first.width(), first.height()), (40, 30), "{saver:?}");
             assert_eq!(first.n_pages(), 3, "{saver:?}");
             assert_eq!(first.frames(), 1, "{saver:?}");
-            let all =
-                Image::load_pages(Arc::from(&bytes[..]), Access::Sequential, FailOn::None).unwrap();
+            let all = Image::load_pages(
+                Bytes::copy_from_slice(&bytes),
+                Access::Sequential,
+                FailOn::None,
+            )
+            .unwrap();
             assert_eq!((all.width(), all.height()), (40, 90), "{saver:?}");
             assert_eq!((all.page_height(), all.frames()), (30, 3), "{saver:?}");
             assert_eq!(all.delays(), vec![100, 200, 300], "{saver:?}");
             assert_eq!(all.loop_count(), Some(0), "{saver:?}");
-            let t = Image::thumbnail_pages(Arc::from(&bytes[..]), 21, 13, FailOn::None).unwrap();
+            let t = Image::thumbnail_pages(Bytes::copy_from_slice(&bytes), 21, 13, FailOn::None)
+                .unwrap();
             assert_eq!(
                 (t.width(), t.height(), t.page_height()),
                 (21, 39, 13),

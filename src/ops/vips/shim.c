@@ -309,6 +309,49 @@ imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImag
 /* Shrink-on-load for every other format (WebP scaled decode, HEIF embedded thumbnails,
  * PDF/SVG rendered at the target scale). Always to exactly width x height (size=force: the
  * caller did the fitting), never rotated (the caller orients, spec §9.2). */
+/* imgedge_load_jpeg at 1/shrink for the bytes whose full-size libvips JPEG load `full` is
+ * already open (the request's header): where jpegpixels.c decodes the pixels, libvips' header
+ * at 1/shrink is `full`'s with the size divided, rounded down as libvips rounds it, so it is
+ * made from `full` instead of parsing the markers, EXIF and ICC profile a second time (two
+ * percent of a 2 MP JPEG → 300 request). Everything else is opened again. */
+/* Shrunk loads whose header came from the full one, in this thread (for the tests). */
+static __thread int jpeg_headers_reused;
+
+int
+imgedge_jpeg_headers_reused(void)
+{
+	return jpeg_headers_reused;
+}
+
+int
+imgedge_load_jpeg_from(VipsImage *full, const void *buf, size_t len, int shrink,
+	VipsImage **out)
+{
+	VipsImage *header, *pixels = NULL;
+	const char *loader;
+
+	if (shrink <= 1 || vips_image_get_string(full, "vips-loader", &loader) ||
+		strcmp(loader, "jpegload_buffer") != 0 || !imgedge_jpeg_pixels_applies(full))
+		return imgedge_load_jpeg(buf, len, shrink, VIPS_FAIL_ON_NONE, out);
+	if (vips_copy(full, &header,
+			"width", full->Xsize / shrink,
+			"height", full->Ysize / shrink,
+			NULL))
+		return -1;
+	if (imgedge_jpeg_pixels(header, buf, len, shrink, &pixels)) {
+		g_object_unref(header);
+		return -1;
+	}
+	g_object_unref(header);
+	if (!pixels) {
+		vips_error("jpegload_buffer", "%s", "the JPEG reader refused a header it accepts");
+		return -1;
+	}
+	*out = pixels;
+	jpeg_headers_reused++;
+	return 0;
+}
+
 int
 imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on, int pages,
 	VipsImage **out)
@@ -1194,6 +1237,33 @@ imgedge_to_pixels(VipsImage *in, void **buf, size_t *len)
 	*buf = vips_image_write_to_memory(x, len);
 	g_object_unref(x);
 	return *buf ? 0 : -1;
+}
+
+static void *
+fields_add(VipsImage *image, const char *name, GValue *value, void *a)
+{
+	GString *text = (GString *) a;
+	char *s;
+
+	(void) value;
+	if (vips_image_get_as_string(image, name, &s))
+		return image;
+	g_string_append_printf(text, "%s=%s\n", name, s);
+	g_free(s);
+	return NULL;
+}
+
+/* Every field of the header, one "name=value" line each (g_free it); NULL on error. */
+char *
+imgedge_fields(VipsImage *in)
+{
+	GString *text = g_string_new(NULL);
+
+	if (vips_image_map(in, fields_add, text)) {
+		g_string_free(text, TRUE);
+		return NULL;
+	}
+	return g_string_free(text, FALSE);
 }
 
 int

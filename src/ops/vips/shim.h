@@ -29,6 +29,9 @@ int imgedge_load(const void *buf, size_t len, int sequential, int fail_on, int p
 int imgedge_load_libvips(const void *buf, size_t len, int sequential, int fail_on, int pages,
 	VipsImage **out);
 int imgedge_load_jpeg(const void *buf, size_t len, int shrink, int fail_on, VipsImage **out);
+int imgedge_load_jpeg_from(VipsImage *full, const void *buf, size_t len, int shrink,
+	VipsImage **out);
+int imgedge_jpeg_headers_reused(void);
 int imgedge_thumbnail(const void *buf, size_t len, int width, int height, int fail_on, int pages,
 	VipsImage **out);
 
@@ -57,6 +60,7 @@ int imgedge_resize(VipsImage *in, VipsImage **out, double hscale, double vscale,
  * where that does not apply. */
 int imgedge_jpeg_pixels(VipsImage *header, const void *buf, size_t len, int shrink,
 	VipsImage **out);
+gboolean imgedge_jpeg_pixels_applies(VipsImage *header);
 int imgedge_jpeg_pixels_used(void);
 /* pngpixels.c: the pixels of a libvips PNG load inflated from buf in one call; *out NULL
  * where that does not apply. */
@@ -115,8 +119,9 @@ int imgedge_set_animation(VipsImage *in, VipsImage **out, const int *delays, int
 int imgedge_get_delays(VipsImage *in, int *delays, int max);
 int imgedge_get_loop(VipsImage *in);
 
-/* For tests: a deterministic gradient, and reading one pixel. */
+/* For tests: a deterministic gradient, reading one pixel, every header field as text. */
 int imgedge_test_image(int width, int height, int bands, VipsImage **out);
+char *imgedge_fields(VipsImage *in);
 int imgedge_getpoint(VipsImage *in, int x, int y, double *values, int max);
 
 /* Raw 8-bit pixels (benchmarks, quality metrics). */
