@@ -90,7 +90,7 @@ fn main() {
 
     let port = cfg.listen.port();
     let conf = ServerConf {
-        threads: cfg.workers.max(1),
+        threads: cfg.threads.max(1),
         work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),
