@@ -13,8 +13,9 @@
 //!
 //! Neither applies the orientation tag: `orient.rs` does, after the shrink (cheaper).
 
-use bytes::Bytes;
 use std::cell::Cell;
+
+use bytes::Bytes;
 
 use super::format::ImageType;
 use super::vips::{Access, FailOn, Image, VipsError};

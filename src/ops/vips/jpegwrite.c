@@ -125,13 +125,13 @@ static boolean
 dest_empty(j_compress_ptr cinfo)
 {
 	Dest *dest = (Dest *) cinfo->dest;
-	size_t used = dest->size;
+	size_t filled = dest->size;
 
 	/* libjpeg calls this only with the buffer full. */
 	dest->size *= 2;
 	dest->buf = g_realloc(dest->buf, dest->size);
-	dest->pub.next_output_byte = dest->buf + used;
-	dest->pub.free_in_buffer = dest->size - used;
+	dest->pub.next_output_byte = dest->buf + filled;
+	dest->pub.free_in_buffer = dest->size - filled;
 	return TRUE;
 }
 
