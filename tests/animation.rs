@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::Imgedge;
 use imgedge::ops::vips::{Access, FailOn, Image, Saver};
 
@@ -184,7 +182,7 @@ fn jpeg_output_and_info_describe_the_first_frame() {
 }
 
 #[test]
-fn caps_refuse_frame_bombs_and_giant_outputs_fast() {
+fn caps_refuse_frame_bombs_and_giant_outputs_before_any_work() {
     let s = Imgedge::start(&[]);
     // 1001 frames: refused when all would be loaded, fine when only the first is needed
     // (tiny frames: cgif quantises every frame, ~15 ms each even when small)
@@ -198,8 +196,8 @@ fn caps_refuse_frame_bombs_and_giant_outputs_fast() {
             .size(),
         (2, 2)
     );
-    // a zoom to 100×60 × 2001² ≈ 24 Tpx is refused before any work
-    let started = Instant::now();
+    // a zoom to 100×60 × 2001² ≈ 24 Tpx is refused before any work: only the limits' check
+    // gives this message, and rendering first would outlast the client's timeout
     let still = Image::test_pattern(100, 60, 3)
         .unwrap()
         .save(
@@ -218,10 +216,5 @@ fn caps_refuse_frame_bombs_and_giant_outputs_fast() {
         s.post("/thumbnail?width=20000&height=20000", "image/jpeg", &still)
             .error(400),
         "Error while processing the image: Maximum image size exceeded"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
     );
 }

@@ -664,8 +664,8 @@ mod tests {
                 ..Options::imaginary()
             },
         );
-        let started = std::time::Instant::now();
+        // Only the limits' check says this (libvips would render the 108 Mpx without it): the
+        // refusal comes before any pixel is made. No clock here: a loaded CI machine took > 2 s.
         assert_eq!(error(&plan, &gif(40, 30)), "Maximum image size exceeded");
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
     }
 }
