@@ -319,7 +319,7 @@ measured in the same run on the same machine; absolute numbers are for context o
 - **Command**: \`make bench\` (BENCH_SECONDS=$SECS, BENCH_SOAK_SECONDS=$SOAK)
 - **Machine**: $CPU_MODEL, $CORES cores, $MEM, $(uname -sr), libvips $VIPS
 - **Commit**: $(git rev-parse --short HEAD 2>/dev/null || echo "?")$(git diff --quiet HEAD 2>/dev/null || echo " + uncommitted changes")
-- **Server**: \`imgedge -mount DIR -queue $QUEUE\` (workers = $CORES + 1, libvips 1 thread per image);
+- **Server**: \`imgedge -mount DIR -queue $QUEUE\` (workers = $CORES, libvips 1 thread per image);
   wrk runs on the same cores. Variant cache: $( [ -n "$XCACHE" ] && echo "present (X-Cache: $XCACHE on a repeated URL)" || echo "**not wired in**: a repeated URL is transformed every time")
 
 ## Cold transforms vs in-process libvips

@@ -70,7 +70,7 @@ pub const FLAGS: &[Flag] = &[
     flag("concurrency", Kind::Int, "0", "Rate limit: requests per second (0: off)"),
     flag("burst", Kind::Int, "100", "Rate limit burst"),
     flag("mrelease", Kind::Int, "30", "Go runtime memory release interval (accepted, no effect)"),
-    flag("cpus", Kind::Int, "0", "Image worker and request threads (0: cores + 1 and cores)"),
+    flag("cpus", Kind::Int, "0", "Image worker threads (0: number of CPU cores)"),
     flag("log-level", Kind::Str, "info", "Access log level: info, warning or error (GOLANG_LOG wins)"),
     flag("return-size", Kind::Bool, "false", "Add Image-Width and Image-Height response headers"),
     // imgedge's own.
@@ -128,8 +128,6 @@ pub struct Config {
     pub burst: i64,
     /// Image worker threads (the bounded libvips pool).
     pub workers: usize,
-    /// pingora's request threads: `-cpus`, or the cores.
-    pub threads: usize,
     pub log_level: String,
     pub return_size: bool,
     pub grace_period: u64,
@@ -399,14 +397,9 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         _ => None,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    // By default one image worker more than cores: a transform runs on one thread from start
-    // to end, and between the end of one and the start of the next queued one (the answer
-    // handed back, the next request let through the gate onto a blocking thread) its core
-    // would sit idle. Cold 2 MP JPEGs at 16 connections on 2 cores: +17 % req/s
-    // (docs/performance.md, change 16). `-cpus N` is taken as given for both.
-    let (workers, threads) = match values.int("cpus") {
-        n if n > 0 => (n as usize, n as usize),
-        _ => (cores + 1, cores),
+    let workers = match values.int("cpus") {
+        n if n > 0 => n as usize,
+        _ => cores,
     };
     let max_body_size = values.int("max-body-size");
     if max_body_size <= 0 {
@@ -518,7 +511,6 @@ fn build(values: Values, env: &dyn Fn(&str) -> Option<String>) -> Result<Config,
         concurrency: values.int("concurrency"),
         burst: values.int("burst"),
         workers,
-        threads,
         log_level,
         return_size: values.bool("return-size"),
         grace_period: values.int("grace-period").max(0) as u64,
@@ -859,12 +851,10 @@ mod tests {
     }
 
     #[test]
-    fn workers_default_to_one_more_than_cores_and_cpus_sets_both() {
+    fn workers_default_to_the_cores_and_cpus_sets_them() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let d = serve(&[]);
-        assert_eq!((d.workers, d.threads), (cores + 1, cores));
-        let three = serve(&["-cpus", "3"]);
-        assert_eq!((three.workers, three.threads), (3, 3));
+        assert_eq!(serve(&[]).workers, cores);
+        assert_eq!(serve(&["-cpus", "3"]).workers, 3);
     }
 
     #[test]

@@ -90,12 +90,13 @@ fn main() {
 
     let port = cfg.listen.port();
     let conf = ServerConf {
-        threads: cfg.threads.max(1),
+        threads: cfg.workers.max(1),
         work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),
-        // Room for every image worker plus blocking file reads.
-        max_blocking_threads: Some(cfg.workers * 2 + 4),
+        // Image workers are threads of their own (policy::pool); the blocking pool only
+        // writes the purge generations.
+        max_blocking_threads: Some(4),
         // Both processes of an upgrade derive it from the port, so they agree on it.
         upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),
         ..ServerConf::default()

@@ -59,8 +59,8 @@ impl Producer {
             metrics().pool_rejected.inc();
             return Err(Error::Overloaded);
         }
-        // A mounted file is read on the worker itself, not before the queue: one hop to the
-        // blocking pool fewer, and a request waiting for a worker holds no source bytes.
+        // A mounted file is read on the worker itself, not before the queue: one hop between
+        // threads fewer, and a request waiting for a worker holds no source bytes.
         let source = match input {
             Input::Bytes(b) => Loaded::Bytes(b),
             Input::File(path) => Loaded::File(path),

@@ -380,7 +380,7 @@ pub fn has_operation(nickname: &str) -> bool {
 }
 
 /// Frees libvips' per-thread buffers. Call when a worker thread is done with a request (bimg
-/// and imgproxy do the same), so idle blocking threads do not hold image memory.
+/// and imgproxy do the same), so idle worker threads do not hold image memory.
 pub fn thread_shutdown() {
     // SAFETY: always valid; libvips recreates the buffers on demand.
     unsafe { ffi::imgedge_thread_shutdown() }
