@@ -90,7 +90,12 @@ fn main() {
 
     let port = cfg.listen.port();
     let conf = ServerConf {
-        threads: cfg.workers.max(1),
+        // Two request threads per image worker: pingora places each new connection on a
+        // random thread and keeps it there (no work stealing), so with one per core the
+        // unlucky core holds more connections than the others while one sits partly idle;
+        // twice as many threads lets the kernel even the load out (cache hits at 64
+        // connections on 2 cores: docs/performance.md, change 18).
+        threads: cfg.workers.max(1) * 2,
         work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),

@@ -122,9 +122,14 @@ impl Withdraw<'_> {
     /// Whether the job was still queued (and is now gone).
     fn withdraw(&self) -> bool {
         let mut state = self.shared.lock();
-        let before = state.jobs.len();
-        state.jobs.retain(|(id, _)| *id != self.id);
-        state.jobs.len() < before
+        let Some(at) = state.jobs.iter().position(|(id, _)| *id == self.id) else {
+            return false;
+        };
+        let job = state.jobs.remove(at);
+        drop(state);
+        // Its source bytes are freed outside the lock.
+        drop(job);
+        true
     }
 }
 
