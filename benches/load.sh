@@ -30,6 +30,8 @@ SOAK=${BENCH_SOAK_SECONDS:-300}
 OUT=${BENCH_OUT:-$ROOT/BENCHMARKS.md}
 QUEUE=64
 WORK=$(mktemp -d /tmp/imgedge-bench.XXXXXX)
+# The code measured: taken now, before BENCHMARKS.md (which this run rewrites) changes.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo "?")$(git diff --quiet HEAD -- . ':(exclude)BENCHMARKS.md' 2>/dev/null || echo " + uncommitted changes")"
 SERVER_PID=""
 NGINX_PID=""
 
@@ -318,8 +320,8 @@ measured in the same run on the same machine; absolute numbers are for context o
 - **Date**: $(date -u '+%Y-%m-%d %H:%M UTC')
 - **Command**: \`make bench\` (BENCH_SECONDS=$SECS, BENCH_SOAK_SECONDS=$SOAK)
 - **Machine**: $CPU_MODEL, $CORES cores, $MEM, $(uname -sr), libvips $VIPS
-- **Commit**: $(git rev-parse --short HEAD 2>/dev/null || echo "?")$(git diff --quiet HEAD 2>/dev/null || echo " + uncommitted changes")
-- **Server**: \`imgedge -mount DIR -queue $QUEUE\` (workers = $CORES, libvips 1 thread per image);
+- **Commit**: $COMMIT
+- **Server**: \`imgedge -mount DIR -queue $QUEUE\` (workers = $CORES, request threads = $((2 * CORES)), libvips 1 thread per image);
   wrk runs on the same cores. Variant cache: $( [ -n "$XCACHE" ] && echo "present (X-Cache: $XCACHE on a repeated URL)" || echo "**not wired in**: a repeated URL is transformed every time")
 
 ## Cold transforms vs in-process libvips
