@@ -258,15 +258,23 @@ mod tests {
         panic!("pool never reached the expected state");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn full_queue_answers_overloaded() {
-        let pool = Arc::new(Pool::new(1, 1, Duration::from_secs(10)));
+    type Busy = tokio::task::JoinHandle<Result<Option<()>, Error>>;
+
+    /// A one-worker pool whose worker is held by a job until the sender is used.
+    async fn held(queue: usize, max_wait: Duration) -> (Arc<Pool>, mpsc::Sender<()>, Busy) {
+        let pool = Arc::new(Pool::new(1, queue, max_wait));
         let (release, hold) = mpsc::channel::<()>();
         let busy = {
             let pool = pool.clone();
             tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
         };
         until(&pool, |p| p.in_flight() == 1).await;
+        (pool, release, busy)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_queue_answers_overloaded() {
+        let (pool, release, busy) = held(1, Duration::from_secs(10)).await;
         let queued = {
             let pool = pool.clone();
             tokio::spawn(async move { pool.run(|| 2).await })
@@ -284,14 +292,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn waiting_is_bounded_in_time_but_running_is_not() {
-        let pool = Arc::new(Pool::new(1, 8, Duration::from_millis(100)));
-        let (release, hold) = mpsc::channel::<()>();
-        let busy = {
-            let pool = pool.clone();
-            // Runs well past max_wait: a job that started is never cut short.
-            tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
-        };
-        until(&pool, |p| p.in_flight() == 1).await;
+        // The held job runs well past max_wait: a job that started is never cut short.
+        let (pool, release, busy) = held(8, Duration::from_millis(100)).await;
         assert_eq!(pool.run(|| 1).await.unwrap_err(), Error::Overloaded);
         assert_eq!(pool.waiting(), 0);
         tokio::time::sleep(Duration::from_millis(150)).await;
@@ -301,13 +303,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_whose_request_left_is_not_run() {
-        let pool = Arc::new(Pool::new(1, 8, Duration::from_secs(10)));
-        let (release, hold) = mpsc::channel::<()>();
-        let busy = {
-            let pool = pool.clone();
-            tokio::spawn(async move { pool.run(move || hold.recv().ok()).await })
-        };
-        until(&pool, |p| p.in_flight() == 1).await;
+        let (pool, release, busy) = held(8, Duration::from_secs(10)).await;
         let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let left = {
             let (pool, ran) = (pool.clone(), ran.clone());
