@@ -70,7 +70,7 @@ pub const FLAGS: &[Flag] = &[
     flag("concurrency", Kind::Int, "0", "Rate limit: requests per second (0: off)"),
     flag("burst", Kind::Int, "100", "Rate limit burst"),
     flag("mrelease", Kind::Int, "30", "Go runtime memory release interval (accepted, no effect)"),
-    flag("cpus", Kind::Int, "0", "Image worker threads (0: number of CPU cores)"),
+    flag("cpus", Kind::Int, "0", "Image worker threads, and twice as many request threads (0: CPU cores)"),
     flag("log-level", Kind::Str, "info", "Access log level: info, warning or error (GOLANG_LOG wins)"),
     flag("return-size", Kind::Bool, "false", "Add Image-Width and Image-Height response headers"),
     // imgedge's own.

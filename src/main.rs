@@ -91,10 +91,11 @@ fn main() {
     let port = cfg.listen.port();
     let conf = ServerConf {
         // Two request threads per image worker: pingora places each new connection on a
-        // random thread and keeps it there (no work stealing), so with one per core the
-        // unlucky core holds more connections than the others while one sits partly idle;
-        // twice as many threads lets the kernel even the load out (cache hits at 64
-        // connections on 2 cores: docs/performance.md, change 18).
+        // random thread and keeps it there (no work stealing), so with one per core the core
+        // that drew more connections can saturate while another has time left; twice as many
+        // threads lets the kernel even the load out. The server's CPU per request does not
+        // grow (docs/performance.md, change 18, which also says what of the measured gain is
+        // particular to a benchmark client on the same cores).
         threads: cfg.workers.max(1) * 2,
         work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
