@@ -100,8 +100,9 @@ fn main() {
         work_stealing: false,
         grace_period_seconds: Some(cfg.grace_period),
         graceful_shutdown_timeout_seconds: Some(2),
-        // Image workers are threads of their own (policy::pool); the blocking pool only
-        // writes the purge generations.
+        // Image workers are threads of their own (policy::pool); each request thread's
+        // blocking pool only resolves origin host names (getaddrinfo) and writes the purge
+        // generations.
         max_blocking_threads: Some(4),
         // Both processes of an upgrade derive it from the port, so they agree on it.
         upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),

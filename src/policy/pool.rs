@@ -23,6 +23,7 @@ use crate::error::Error;
 
 pub struct Pool {
     shared: Arc<Shared>,
+    workers: usize,
     queue: usize,
     max_wait: Duration,
 }
@@ -38,9 +39,8 @@ struct State {
     /// Jobs not yet taken, oldest first, each with the number its request removes it by.
     jobs: VecDeque<(u64, Box<dyn Job>)>,
     next_id: u64,
-    /// Workers parked on `queued`.
-    idle: usize,
-    /// Workers inside a job.
+    /// Workers inside a job; the others are free, or about to look at the queue (under the
+    /// lock, before they would park), so a job queued now is theirs.
     running: usize,
     closed: bool,
 }
@@ -101,11 +101,7 @@ impl Shared {
                     state.running -= 1;
                 }
                 None if state.closed => return,
-                None => {
-                    state.idle += 1;
-                    state = self.queued.wait(state).unwrap_or_else(|e| e.into_inner());
-                    state.idle -= 1;
-                }
+                None => state = self.queued.wait(state).unwrap_or_else(|e| e.into_inner()),
             }
         }
     }
@@ -116,11 +112,15 @@ impl Shared {
 struct Withdraw<'a> {
     shared: &'a Shared,
     id: u64,
+    /// Whether the job may still be queued: cleared once its answer came, so the usual
+    /// request does not lock the queue a second time to look for it.
+    armed: bool,
 }
 
 impl Withdraw<'_> {
     /// Whether the job was still queued (and is now gone).
-    fn withdraw(&self) -> bool {
+    fn withdraw(&mut self) -> bool {
+        self.armed = false;
         let mut state = self.shared.lock();
         let Some(at) = state.jobs.iter().position(|(id, _)| *id == self.id) else {
             return false;
@@ -135,7 +135,9 @@ impl Withdraw<'_> {
 
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
-        self.withdraw();
+        if self.armed {
+            self.withdraw();
+        }
     }
 }
 
@@ -156,6 +158,7 @@ impl Pool {
         }
         Pool {
             shared,
+            workers,
             queue,
             max_wait,
         }
@@ -181,13 +184,17 @@ impl Pool {
             id
         };
         self.shared.queued.notify_one();
-        let queued = Withdraw {
+        let mut queued = Withdraw {
             shared: &self.shared,
             id,
+            armed: true,
         };
         tokio::pin!(result);
         let outcome = match tokio::time::timeout(self.max_wait, &mut result).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                queued.armed = false;
+                outcome
+            }
             // Still queued after max_wait: give up. Taken meanwhile: it is running, wait for it.
             Err(_) if queued.withdraw() => return Err(Error::Overloaded),
             Err(_) => result.await,
@@ -207,7 +214,12 @@ impl Pool {
 
     /// No worker free for one more job, and `queue` jobs already waiting.
     fn full(&self, state: &State) -> bool {
-        state.idle <= state.jobs.len() && waiting(state) >= self.queue
+        state.jobs.len() >= self.free(state) + self.queue
+    }
+
+    /// Workers not inside a job.
+    fn free(&self, state: &State) -> usize {
+        self.workers.saturating_sub(state.running)
     }
 
     /// Transforms running now.
@@ -215,16 +227,12 @@ impl Pool {
         self.shared.lock().running
     }
 
-    /// Transforms waiting for a worker.
+    /// Transforms waiting for a worker (a job just queued for a free worker that has not
+    /// taken it yet is not waiting).
     pub fn waiting(&self) -> usize {
-        waiting(&self.shared.lock())
+        let state = self.shared.lock();
+        state.jobs.len().saturating_sub(self.free(&state))
     }
-}
-
-/// Queued jobs no idle worker is about to take (one just queued for a worker that has not
-/// woken yet is not waiting).
-fn waiting(state: &State) -> usize {
-    state.jobs.len().saturating_sub(state.idle)
 }
 
 impl Drop for Pool {
@@ -288,6 +296,19 @@ mod tests {
         assert_eq!(pool.run(|| 4).await.unwrap(), 4);
         assert!(!pool.is_saturated());
         assert_eq!((pool.in_flight(), pool.waiting()), (0, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_queue_only_a_free_worker_takes_a_job() {
+        let free = Pool::new(1, 0, Duration::from_secs(10));
+        assert!(!free.is_saturated());
+        assert_eq!(free.run(|| 1).await.unwrap(), 1);
+        let (pool, release, busy) = held(0, Duration::from_secs(10)).await;
+        assert!(pool.is_saturated());
+        assert_eq!(pool.run(|| 2).await.unwrap_err(), Error::Overloaded);
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().is_ok());
+        assert_eq!(pool.run(|| 3).await.unwrap(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
