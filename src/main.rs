@@ -141,7 +141,14 @@ fn main() {
         }
     };
     let status = edge.status();
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, edge);
+    // Each plain-TCP connection is moved to the request thread that serves it (proxy::rehome).
+    let mut service = pingora::services::listening::Service::new(
+        "imgedge".to_string(),
+        imgedge::proxy::rehome::Rehome(Arc::new(pingora::proxy::http_proxy(
+            &server.configuration,
+            edge,
+        ))),
+    );
     let addr = cfg.listen.to_string();
     // TLS only when both files are given, as imaginary does; HTTP/2 is offered through ALPN.
     if !cfg.certfile.is_empty() && !cfg.keyfile.is_empty() {
@@ -196,7 +203,8 @@ fn main() {
 /// The public listener. Pingora buffers at most 1460 bytes of a response before writing, so a
 /// cached thumbnail went out as two `send`s (head, then body); a 16 KiB buffer sends the head and
 /// a typical variant together (larger bodies bypass it), next to the 64 KiB read buffer every
-/// connection already has.
+/// connection already has. Plain-TCP connections leave this stream for `proxy::rehome`'s, which
+/// has the same write buffer; TLS connections keep it.
 fn listener(addr: &str) -> pingora::listeners::ListenerConfig {
     use pingora::listeners::{L4BufferSettings, ListenerConfig};
     ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().write(16 * 1024))

@@ -19,6 +19,7 @@ pub mod memo;
 pub mod origin;
 pub mod placeholder;
 pub mod produce;
+pub mod rehome;
 pub mod response;
 pub mod route;
 pub mod source;
