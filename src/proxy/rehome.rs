@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 #[cfg(test)]
 use std::time::Duration;
 
@@ -28,11 +28,15 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use pingora::server::ShutdownWatch;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-/// What the listener's l4 write buffer was for: a response head and a typical cached variant
-/// leave in one `send` (larger bodies bypass the buffer).
+/// Writes shorter than this (a response head, chunk framing) wait in the connection's buffer for
+/// the next write or the flush; longer ones (a body) go out at once, in one `writev` with what
+/// waits, so a response leaves in one `send` and a body is never copied into the buffer.
+const SMALL_WRITE: usize = 2048;
+
+/// The most that waits unsent (a stream of small chunks is sent in pieces of about this).
 const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Wraps a pingora app (the HTTP proxy): each plain-TCP connection is moved to the serving
@@ -94,10 +98,13 @@ fn rehome(stream: pingora::protocols::Stream) -> pingora::protocols::Stream {
     Box::new(Local::new(tcp))
 }
 
-/// A TCP connection registered with the thread that serves it, with a write buffer.
+/// A TCP connection registered with the thread that serves it. Small writes are gathered
+/// ([`SMALL_WRITE`]): pingora writes a response head, then its body, then flushes.
 #[derive(Debug)]
 pub struct Local {
-    io: BufWriter<TcpStream>,
+    tcp: TcpStream,
+    /// Written by pingora, not yet sent.
+    pending: Vec<u8>,
     digest: Arc<SocketDigest>,
     timing: TimingDigest,
 }
@@ -106,7 +113,8 @@ impl Local {
     fn new(tcp: TcpStream) -> Self {
         let digest = Arc::new(SocketDigest::from_raw_fd(tcp.as_raw_fd()));
         Local {
-            io: BufWriter::with_capacity(WRITE_BUFFER, tcp),
+            tcp,
+            pending: Vec::new(),
             digest,
             timing: TimingDigest {
                 established_ts: std::time::SystemTime::now(),
@@ -121,7 +129,7 @@ impl Drop for Local {
     /// takes it now (a drop cannot wait).
     fn drop(&mut self) {
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        let _ = Pin::new(&mut self.io).poll_flush(&mut cx);
+        let _ = Pin::new(self).poll_flush(&mut cx);
     }
 }
 
@@ -131,7 +139,7 @@ impl AsyncRead for Local {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
     }
 }
 
@@ -139,42 +147,60 @@ impl AsyncWrite for Local {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = &mut *self;
+        if data.len() < SMALL_WRITE && this.pending.len() + data.len() <= WRITE_BUFFER {
+            this.pending.extend_from_slice(data);
+            return Poll::Ready(Ok(data.len()));
+        }
+        while !this.pending.is_empty() {
+            let both = [io::IoSlice::new(&this.pending), io::IoSlice::new(data)];
+            let sent = ready!(Pin::new(&mut this.tcp).poll_write_vectored(cx, &both))?;
+            if sent == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if sent >= this.pending.len() {
+                let of_data = sent - this.pending.len();
+                this.pending.clear();
+                if of_data > 0 {
+                    return Poll::Ready(Ok(of_data));
+                }
+            } else {
+                this.pending.drain(..sent);
+            }
+        }
+        Pin::new(&mut this.tcp).poll_write(cx, data)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let this = &mut *self;
+        while !this.pending.is_empty() {
+            let sent = ready!(Pin::new(&mut this.tcp).poll_write(cx, &this.pending))?;
+            if sent == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            this.pending.drain(..sent);
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        ready!(self.as_mut().poll_flush(cx))?;
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
 
 #[async_trait]
 impl Shutdown for Local {
     async fn shutdown(&mut self) {
-        let _ = AsyncWriteExt::shutdown(&mut self.io).await;
+        let _ = AsyncWriteExt::shutdown(self).await;
     }
 }
 
 impl UniqueID for Local {
     fn id(&self) -> UniqueIDType {
-        self.io.get_ref().as_raw_fd()
+        self.tcp.as_raw_fd()
     }
 }
 
@@ -262,6 +288,61 @@ mod tests {
         let mut buf = [0; 4];
         moved_client.read_exact(&mut buf).unwrap();
         assert_eq!(&buf, b"pong");
+    }
+
+    #[test]
+    fn small_and_large_writes_arrive_in_order_and_small_ones_wait_within_the_buffer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rt = runtime();
+        let (stream, mut client) = accepted(&listener, &rt);
+        // Small socket buffers, so that writes (the gathered ones too) are
+        // taken in parts.
+        let small: libc::c_int = 4096;
+        for fd in [stream.id(), client.as_raw_fd()] {
+            for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+                // SAFETY: a valid socket and an option value of the size given.
+                let set = unsafe {
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        option,
+                        (&small as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(set, 0);
+            }
+        }
+        let body: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 251) as u8).collect();
+        let mut expected = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
+        expected.extend_from_slice(&body);
+        for i in 0..4_000u32 {
+            expected.extend_from_slice(format!("chunk {i}\r\n").as_bytes());
+        }
+        let reader = std::thread::spawn(move || {
+            let (mut got, mut chunk) = (Vec::new(), [0; 4096]);
+            loop {
+                match client.read(&mut chunk).unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&chunk[..n]),
+                }
+            }
+        });
+        rt.block_on(async {
+            let mut stream = rehome(stream);
+            stream.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            for i in 0..4_000u32 {
+                stream
+                    .write_all(format!("chunk {i}\r\n").as_bytes())
+                    .await
+                    .unwrap();
+                let local = stream.as_any().downcast_ref::<Local>().unwrap();
+                assert!(local.pending.len() <= WRITE_BUFFER);
+            }
+            stream.flush().await.unwrap();
+        });
+        assert!(reader.join().unwrap() == expected);
     }
 
     #[test]
