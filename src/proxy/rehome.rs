@@ -206,6 +206,8 @@ impl UniqueID for Local {
 
 impl Ssl for Local {}
 
+/// No peeking: pingora only peeks to detect HTTP/2 without TLS (h2c), which imgedge does not
+/// offer.
 impl Peek for Local {}
 
 impl GetTimingDigest for Local {
