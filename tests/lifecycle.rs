@@ -15,6 +15,25 @@ fn imgedge(args: &[&str]) -> std::process::Output {
         .expect("run imgedge")
 }
 
+/// The server on loopback port `port` (`-p`), without a disk cache or grace period, stdout
+/// discarded.
+fn bare(port: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imgedge"));
+    command
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            port,
+            "-grace-period",
+            "0",
+            "-cache-disk",
+            "0",
+        ])
+        .stdout(std::process::Stdio::null());
+    command
+}
+
 #[test]
 fn help_prints_usage_and_exits_1() {
     let out = imgedge(&["-h"]);
@@ -71,21 +90,7 @@ fn invalid_settings_exit_1_with_a_message() {
 #[test]
 fn port_env_overrides_the_flag() {
     let port = common::free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            "1",
-            "-grace-period",
-            "0",
-            "-cache-disk",
-            "0",
-        ])
-        .env("PORT", port.to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = bare("1").env("PORT", port.to_string()).spawn().unwrap();
     common::wait_listening(([127, 0, 0, 1], port).into());
     child.kill().unwrap();
     child.wait().unwrap();
@@ -113,18 +118,9 @@ fn sigint_stops_without_flooding_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let stderr = dir.path().join("stderr.log");
         let port = common::free_port();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-cache-disk",
-                "0",
-            ])
+        let mut child = bare(&port.to_string())
             .env_remove("PORT")
             .env_remove("IMGEDGE_LOG")
-            .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
