@@ -49,7 +49,10 @@ struct State {
 trait Job: Send {
     /// The request stopped waiting (client gone): nobody would read the result.
     fn abandoned(&self) -> bool;
-    fn run(self: Box<Self>);
+    /// Runs the work, calls `finished` (the worker counts as free again), then sends the result:
+    /// a request sent as soon as this answer arrives (a closed loop with `-queue 0`) must find
+    /// the worker free, not be refused for the instant before the worker says so.
+    fn run(self: Box<Self>, finished: &mut dyn FnMut());
 }
 
 type Outcome<T> = Result<T, String>;
@@ -68,7 +71,7 @@ where
         self.reply.is_closed()
     }
 
-    fn run(self: Box<Self>) {
+    fn run(self: Box<Self>, finished: &mut dyn FnMut()) {
         let Pending { work, reply } = *self;
         // A panic in an image step fails this request, not the worker.
         let outcome = catch_unwind(AssertUnwindSafe(work)).map_err(|panic| {
@@ -78,6 +81,7 @@ where
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".into())
         });
+        finished();
         let _ = reply.send(outcome);
     }
 }
@@ -94,11 +98,12 @@ impl Shared {
                 Some((_, job)) => {
                     state.running += 1;
                     drop(state);
-                    if !job.abandoned() {
-                        job.run();
+                    let mut free = || self.lock().running -= 1;
+                    match job.abandoned() {
+                        true => free(),
+                        false => job.run(&mut free),
                     }
                     state = self.lock();
-                    state.running -= 1;
                 }
                 None if state.closed => return,
                 None => state = self.queued.wait(state).unwrap_or_else(|e| e.into_inner()),
@@ -302,7 +307,10 @@ mod tests {
     async fn without_a_queue_only_a_free_worker_takes_a_job() {
         let free = Pool::new(1, 0, Duration::from_secs(10));
         assert!(!free.is_saturated());
-        assert_eq!(free.run(|| 1).await.unwrap(), 1);
+        // Back to back, as a client on one connection: each answer leaves the worker free.
+        for i in 0..2000 {
+            assert_eq!(free.run(move || i).await, Ok(i));
+        }
         let (pool, release, busy) = held(0, Duration::from_secs(10)).await;
         assert!(pool.is_saturated());
         assert_eq!(pool.run(|| 2).await.unwrap_err(), Error::Overloaded);
