@@ -155,7 +155,7 @@ fn main() {
         match pingora::listeners::tls::TlsSettings::intermediate(&cfg.certfile, &cfg.keyfile) {
             Ok(mut tls) => {
                 tls.enable_h2();
-                service.add_listener(listener(&addr).tls(tls));
+                service.add_listener(listener(&addr, true).tls(tls));
             }
             Err(e) => {
                 eprintln!("listen: {e}");
@@ -163,7 +163,7 @@ fn main() {
             }
         }
     } else {
-        service.add_listener(listener(&addr));
+        service.add_listener(listener(&addr, false));
     }
     server.add_service(service);
     if let Some(admin_addr) = cfg.admin_listen {
@@ -200,14 +200,17 @@ fn main() {
     std::process::exit(0);
 }
 
-/// The public listener. Pingora buffers at most 1460 bytes of a response before writing, so a
-/// cached thumbnail went out as two `send`s (head, then body); a 16 KiB buffer sends the head and
-/// a typical variant together (larger bodies bypass it), next to the 64 KiB read buffer every
-/// connection already has. Plain-TCP connections leave this stream for `proxy::rehome`'s, which
-/// has the same write buffer; TLS connections keep it.
-fn listener(addr: &str) -> pingora::listeners::ListenerConfig {
+/// The public listener. TLS connections keep pingora's stream: a 16 KiB write buffer (pingora
+/// buffers 1460 bytes by default, so a response head and a cached thumbnail went out in two
+/// `send`s) beside its 64 KiB read buffer. Plain-TCP connections get no buffers here:
+/// `proxy::rehome` replaces their stream before the first request with one that gathers small
+/// writes itself, and pingora's HTTP session reads into buffers of its own.
+fn listener(addr: &str, tls: bool) -> pingora::listeners::ListenerConfig {
     use pingora::listeners::{L4BufferSettings, ListenerConfig};
-    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::default().write(16 * 1024))
+    ListenerConfig::tcp(addr).l4_buffer(match tls {
+        true => L4BufferSettings::default().write(16 * 1024),
+        false => L4BufferSettings::unbuffered(),
+    })
 }
 
 /// How the process reacts to signals: pingora's meanings (QUIT upgrade, TERM graceful, INT
