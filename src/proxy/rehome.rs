@@ -2,8 +2,8 @@
 //!
 //! pingora's accept loop runs on one request thread and hands each accepted connection to a
 //! random thread (`pingora_runtime::current_handle`), but tokio registered the socket with the
-//! accepting thread's driver. Every readiness event of every connection then went through that
-//! one thread's `epoll_wait`, which woke the serving thread with an `eventfd` write: a cache hit
+//! accepting thread's driver. Every readiness event of a connection placed elsewhere then went
+//! through that one thread's `epoll_wait`, which woke the serving thread with an `eventfd` write: a cache hit
 //! cost two threads' wake-ups, and the accepting thread's share of the work capped the rest
 //! (`strace` on a repeated URL at 64 connections: 0.76 cross-thread `write`s per request, all from
 //! one thread). [`Rehome`] re-registers the socket with the serving thread's driver before the
@@ -73,29 +73,24 @@ fn rehome(stream: pingora::protocols::Stream) -> pingora::protocols::Stream {
         .downcast::<L4Stream>()
         .expect("checked above");
     // SAFETY: the descriptor belongs to `l4`, which is alive for the borrow.
-    let copy = match unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) }.try_clone_to_owned() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::debug!(error = %e, "connection kept on the accepting thread");
-            return l4;
-        }
-    };
-    let std = std::net::TcpStream::from(copy);
-    let tcp = match std
-        .set_nonblocking(true)
-        .and_then(|()| TcpStream::from_std(std))
-    {
+    let copy = unsafe { BorrowedFd::borrow_raw(l4.as_raw_fd()) }.try_clone_to_owned();
+    let moved = copy.map(std::net::TcpStream::from).and_then(|std| {
+        std.set_nonblocking(true)?;
+        TcpStream::from_std(std)
+    });
+    let tcp = match moved {
         Ok(tcp) => tcp,
         Err(e) => {
             tracing::debug!(error = %e, "connection kept on the accepting thread");
             return l4;
         }
     };
+    let accepted = l4.get_timing_digest().into_iter().flatten().next();
     // Nothing has been read or written yet (the plain-TCP handshake does neither), so no
     // buffered bytes are lost; tokio deregisters the socket from the accepting thread's
     // driver before it closes that descriptor, and the copy keeps the connection open.
     drop(l4);
-    Box::new(Local::new(tcp))
+    Box::new(Local::new(tcp, accepted))
 }
 
 /// A TCP connection registered with the thread that serves it. Small writes are gathered
@@ -110,16 +105,17 @@ pub struct Local {
 }
 
 impl Local {
-    fn new(tcp: TcpStream) -> Self {
+    /// `accepted`: when the listener took the connection (pingora's stream knew it).
+    fn new(tcp: TcpStream, accepted: Option<TimingDigest>) -> Self {
         let digest = Arc::new(SocketDigest::from_raw_fd(tcp.as_raw_fd()));
         Local {
             tcp,
             pending: Vec::new(),
             digest,
-            timing: TimingDigest {
+            timing: accepted.unwrap_or_else(|| TimingDigest {
                 established_ts: std::time::SystemTime::now(),
                 ..Default::default()
-            },
+            }),
         }
     }
 }
@@ -274,8 +270,15 @@ mod tests {
                 "the test's premise: a stream left on the stopped runtime is not served"
             );
 
+            let accepted_at = moved.get_timing_digest()[0]
+                .as_ref()
+                .unwrap()
+                .established_ts;
             let mut moved = rehome(moved);
             assert!(moved.as_any().is::<Local>());
+            // When the connection was accepted, not when it moved.
+            let timing = moved.get_timing_digest();
+            assert_eq!(timing[0].as_ref().unwrap().established_ts, accepted_at);
             moved_client.write_all(b"ping").unwrap();
             let mut buf = [0; 4];
             moved.read_exact(&mut buf).await.unwrap();
