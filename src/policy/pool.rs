@@ -100,7 +100,11 @@ impl Shared {
                     drop(state);
                     let mut free = || self.lock().running -= 1;
                     match job.abandoned() {
-                        true => free(),
+                        // Its source bytes are freed before the lock is taken again.
+                        true => {
+                            drop(job);
+                            free();
+                        }
                         false => job.run(&mut free),
                     }
                     state = self.lock();
