@@ -50,7 +50,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Rehome<A> {
         stream: pingora::protocols::Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
-        let mut stream = rehome(stream);
+        let mut stream = moved(stream).await;
         // Keep-alive requests are looped here rather than by pingora, which would call this
         // again for each and move an already local connection once more.
         loop {
@@ -61,6 +61,19 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Rehome<A> {
     async fn cleanup(&self) {
         self.0.cleanup().await
     }
+}
+
+/// [`rehome`], then one turn of this thread's driver before pingora reads. A socket just
+/// registered reads as not ready until the driver has polled it, even with the request already
+/// there; pingora's first read would then wait, and a shutdown starting in that instant drops
+/// the connection with its request unread (the client sees a reset). The deferred wake of
+/// `yield_now` runs after the driver's poll, so a request that has arrived is seen as ready.
+async fn moved(stream: pingora::protocols::Stream) -> pingora::protocols::Stream {
+    let stream = rehome(stream);
+    if stream.as_any().is::<Local>() {
+        tokio::task::yield_now().await;
+    }
+    stream
 }
 
 /// A plain-TCP stream registered with the current thread's driver; anything else unchanged.
@@ -348,6 +361,26 @@ mod tests {
             stream.flush().await.unwrap();
         });
         assert!(reader.join().unwrap() == expected);
+    }
+
+    /// A request already sent when the connection moves is readable at pingora's first read,
+    /// so a shutdown starting right then does not drop it unread.
+    #[test]
+    fn a_request_that_already_arrived_is_ready_at_the_first_read() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let rt = runtime();
+        let (stream, mut client) = accepted(&listener, &rt);
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50)); // the bytes are in the socket
+        rt.block_on(async {
+            let mut stream = moved(stream).await;
+            let mut buf = [0; 64];
+            let mut read = ReadBuf::new(&mut buf);
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            let first = Pin::new(&mut stream).poll_read(&mut cx, &mut read);
+            assert!(matches!(first, Poll::Ready(Ok(()))), "{first:?}");
+            assert_eq!(read.filled(), b"GET / HTTP/1.1\r\n\r\n");
+        });
     }
 
     #[test]
