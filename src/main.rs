@@ -108,6 +108,7 @@ fn main() {
         upgrade_sock: format!("/tmp/imgedge-{port}-upgrade.sock"),
         ..ServerConf::default()
     };
+    let stops = watch_signals();
     let upgrade = cfg.upgrade && start_upgrade(&conf.upgrade_sock, port);
     let opt = Opt {
         upgrade,
@@ -193,6 +194,7 @@ fn main() {
         shutdown_signal: Box::new(Signals {
             delay: Duration::from_secs(cfg.shutdown_delay),
             grace: cfg.grace_period,
+            stops: tokio::sync::Mutex::new(stops),
         }),
     });
     tracing::info!("stopped");
@@ -213,49 +215,99 @@ fn listener(addr: &str, tls: bool) -> pingora::listeners::ListenerConfig {
     })
 }
 
-/// How the process reacts to signals: pingora's meanings (QUIT upgrade, TERM graceful, INT
-/// fast), with readiness failing first on TERM and `-shutdown-delay` before the listeners close.
+/// A stop that pingora carries out; SIGINT never gets here ([`watch_signals`] exits at once).
+enum Stop {
+    Upgrade,
+    Terminate,
+}
+
+/// Installs the handlers for QUIT, TERM and INT before anything listens, on a thread of its
+/// own, and forwards QUIT and TERM to pingora's shutdown watch ([`Signals`]). pingora only
+/// polls that watch once its services have started: a signal in between took its default
+/// action and killed the process without a word (CI saw a SIGINT sent as soon as the port
+/// accepted end the process by the signal instead of exit 0).
+fn watch_signals() -> tokio::sync::mpsc::UnboundedReceiver<Stop> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (stops, received) = tokio::sync::mpsc::unbounded_channel();
+    let (installed, ready) = std::sync::mpsc::sync_channel(1);
+    let watcher = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::quit()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            let _ = installed.send(());
+            loop {
+                let stop = tokio::select! {
+                    _ = int.recv() => stop_now(),
+                    _ = quit.recv() => Stop::Upgrade,
+                    _ = term.recv() => Stop::Terminate,
+                };
+                // Once pingora has its stop, later QUITs and TERMs have nothing to add.
+                let _ = stops.send(stop);
+            }
+        })
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(watcher);
+    if spawned.is_err() || ready.recv().is_err() {
+        eprintln!("cannot install signal handlers");
+        std::process::exit(1);
+    }
+    received
+}
+
+/// How the process reacts to signals: pingora's meanings (QUIT upgrade, TERM graceful), with
+/// readiness failing first on TERM and `-shutdown-delay` before the listeners close.
 struct Signals {
     delay: Duration,
     grace: u64,
+    stops: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Stop>>,
 }
 
 #[async_trait::async_trait]
 impl ShutdownSignalWatch for Signals {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut quit), Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::quit()),
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            tracing::error!("cannot install signal handlers; stopping");
-            return ShutdownSignal::FastShutdown;
-        };
-        tokio::select! {
-            _ = quit.recv() => {
-                tracing::info!("SIGQUIT: handing the listening sockets to the new process, then draining");
+        let mut stops = self.stops.lock().await;
+        match stops.recv().await {
+            Some(Stop::Upgrade) => {
+                tracing::info!(
+                    "SIGQUIT: handing the listening sockets to the new process, then draining"
+                );
                 // pingora keeps accepting for 5 s beside the new process, then drains.
                 exit_by(Duration::from_secs(5 + self.grace + STOP_MARGIN_SECS));
                 ShutdownSignal::GracefulUpgrade
             }
-            _ = int.recv() => stop_now(),
-            _ = term.recv() => {
+            Some(Stop::Terminate) => {
                 admin::start_draining();
                 sd_notify("STOPPING=1");
                 if !self.delay.is_zero() {
                     tracing::info!(delay_s = self.delay.as_secs(), "SIGTERM: /health/ready now fails; serving on until the shutdown delay ends");
                     tokio::select! {
                         _ = tokio::time::sleep(self.delay) => {}
-                        // A second TERM cuts the delay short; INT still means now.
-                        _ = term.recv() => {}
-                        _ = int.recv() => stop_now(),
+                        // A second TERM (or a QUIT) cuts the delay short; INT still means now.
+                        _ = stops.recv() => {}
                     }
                 }
-                tracing::info!(grace_s = self.grace, "SIGTERM: listeners closed; in-flight requests finish within the grace period");
+                tracing::info!(
+                    grace_s = self.grace,
+                    "SIGTERM: listeners closed; in-flight requests finish within the grace period"
+                );
                 exit_by(Duration::from_secs(self.grace + STOP_MARGIN_SECS));
                 ShutdownSignal::GracefulTerminate
             }
+            // The watching thread never ends while the process runs.
+            None => ShutdownSignal::FastShutdown,
         }
     }
 }

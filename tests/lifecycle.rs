@@ -109,6 +109,39 @@ fn sigterm_and_sigint_stop_an_idle_server_quickly() {
     }
 }
 
+/// During `-shutdown-delay` the operator can still cut the stop short: a second TERM ends the
+/// delay (then the grace period, 0 here), INT exits at once. Both are exit 0, long before the
+/// 60 s delay would have ended.
+#[test]
+fn a_second_term_or_an_int_cuts_the_shutdown_delay_short() {
+    for second in [libc::SIGTERM, libc::SIGINT] {
+        let mut s = Imgedge::start(&["-shutdown-delay", "60", "-cache-disk", "0"]);
+        // SAFETY: kill(2) on the PID of the child this harness started.
+        unsafe {
+            libc::kill(s.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while s.get("/health/ready").status != 503 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "readiness never failed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(
+            s.get("/health").status,
+            200,
+            "still serving during the delay"
+        );
+        let took = s.stop_with(second);
+        assert!(
+            took < Duration::from_secs(8),
+            "signal {second} took {took:?}"
+        );
+        assert_eq!(s.child.wait().unwrap().code(), Some(0), "signal {second}");
+    }
+}
+
 /// Ctrl-C stops at once and quietly. Before, pingora's fast shutdown stopped its runtimes under
 /// a spinning accept loop: about one stop in three logged "Accept() failed" a million times
 /// over 3 s. Several stops, so that the old behaviour would almost surely have shown.
