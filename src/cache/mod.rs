@@ -36,6 +36,7 @@ mod tiered;
 mod variant;
 
 pub use flight::Outcome;
+pub(crate) use key::hex_encode;
 pub use key::{Key, KeyBuilder, KEY_VERSION};
 pub use purge::{SourceId, MAX_PURGED_SOURCES};
 pub use source::{

@@ -900,10 +900,7 @@ fn source_name(identity: &str) -> String {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::cache::hex_encode(&sha2::Sha256::digest(bytes))
 }
 
 /// The first value of query param `name` (Go's `Values.Get`).
