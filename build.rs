@@ -1,5 +1,5 @@
 //! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c`,
-//! `jpegwrite.c` and `pngpixels.c`).
+//! `jpegwrite.c`, `webpwrite.c` and `pngpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -13,6 +13,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ops/vips/reduce.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegwrite.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/webpwrite.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegerror.h");
     println!("cargo:rerun-if-changed=src/ops/vips/pngpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
@@ -50,19 +51,28 @@ fn main() {
             panic!("libdeflate not found through pkg-config ({e}): apt-get install libdeflate-dev")
         });
 
+    // webpwrite.c encodes with the libwebp libvips links (libvips-dev pulls in libwebp-dev).
+    let webp = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("libwebpmux")
+        .unwrap_or_else(|e| {
+            panic!("libwebpmux not found through pkg-config ({e}): apt-get install libwebp-dev")
+        });
+
     let mut build = cc::Build::new();
     build
         .file("src/ops/vips/shim.c")
         .file("src/ops/vips/reduce.c")
         .file("src/ops/vips/jpegpixels.c")
         .file("src/ops/vips/jpegwrite.c")
+        .file("src/ops/vips/webpwrite.c")
         .file("src/ops/vips/pngpixels.c")
         .include("src/ops/vips")
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-std=gnu11");
-    let deps = [&jpeg, &deflate];
+    let deps = [&jpeg, &deflate, &webp];
     for path in vips
         .include_paths
         .iter()

@@ -125,6 +125,8 @@ mod ffi {
         pub fn imgedge_png_pixels_used() -> c_int;
         #[cfg(test)]
         pub fn imgedge_jpeg_write_used() -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_webp_write_used() -> c_int;
         pub fn imgedge_load_libvips(
             buf: *const c_void,
             len: usize,
@@ -244,6 +246,15 @@ mod ffi {
             palette: c_int,
             quality: c_int,
             effort: c_int,
+            strip: c_int,
+        ) -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_save_webp_libvips(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            quality: c_int,
+            lossless: c_int,
             strip: c_int,
         ) -> c_int;
         pub fn imgedge_save_webp(
@@ -2269,6 +2280,129 @@ mod tests {
                 used >= saves,
                 "jpegwrite.c wrote {used} of the {saves} JPEGs"
             );
+        }
+    }
+
+    /// libvips' own webpsave, whatever webpwrite.c would do.
+    fn save_webp_libvips(img: &Image, quality: u32, lossless: bool, strip: bool) -> Vec<u8> {
+        let mut buf: *mut c_void = ptr::null_mut();
+        let mut len = 0;
+        // SAFETY: live image; the result goes to take_saved as the saver left it.
+        unsafe {
+            let rc = ffi::imgedge_save_webp_libvips(
+                img.raw(),
+                &mut buf,
+                &mut len,
+                to_c(quality),
+                lossless as c_int,
+                strip as c_int,
+            );
+            take_saved(rc, buf, len, "webpsave_buffer").unwrap()
+        }
+    }
+
+    /// A WebP file's chunks (RIFF: fourcc, little-endian size, data padded to even).
+    fn riff_chunks(webp: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+        assert!(webp.starts_with(b"RIFF") && &webp[8..12] == b"WEBP");
+        let (mut at, mut out) = (12, vec![]);
+        while at + 8 <= webp.len() {
+            let name: [u8; 4] = webp[at..at + 4].try_into().unwrap();
+            let size = u32::from_le_bytes(webp[at + 4..at + 8].try_into().unwrap()) as usize;
+            out.push((name, webp[at + 8..at + 8 + size].to_vec()));
+            at += 8 + size + size % 2;
+        }
+        assert_eq!(at, webp.len(), "trailing bytes");
+        out
+    }
+
+    #[test]
+    fn webps_are_the_bytes_libvips_writes() {
+        // webpwrite.c encodes single-frame lossy 8-bit sRGB (3 or 4 bands) from the calling
+        // thread (libvips 8.14); the bytes must be libvips' own: the ICC profile, the EXIF
+        // block rebuilt (orientation changed) and XMP as chunks unless stripped, RGB and RGBA,
+        // every strip height, the qualities at both ends. Grey and lossless stay libvips'.
+        let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
+        let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        xmp_marker.extend_from_slice(&xmp);
+        let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
+        let mut profile = vec![0u8; 600];
+        profile[..4].copy_from_slice(&600u32.to_be_bytes());
+        profile[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
+        profile[12..16].copy_from_slice(b"mntr");
+        profile[16..20].copy_from_slice(b"RGB ");
+        profile[20..24].copy_from_slice(b"XYZ ");
+        profile[36..40].copy_from_slice(b"acsp");
+        icc.extend_from_slice(&profile);
+        let markers = [(0xe1, xmp_marker), (0xe2, icc)];
+        // SAFETY: reads a counter.
+        let used_before = unsafe { ffi::imgedge_webp_write_used() };
+        let mut ours_expected = 0;
+        for (w, h) in [(333, 211), (1, 1), (17, 1000), (640, 33)] {
+            let loaded = decode(&with_markers(
+                &jpeg_of(&Image::test_pattern(w, h, 3).unwrap()),
+                &markers,
+            ));
+            assert!(
+                loaded.has_icc(),
+                "{w}×{h}: the test's ICC profile was not read"
+            );
+            let variants = [
+                loaded.clone(),
+                loaded.resize(0.6, 0.6).unwrap_or_else(|_| loaded.clone()),
+                loaded.with_orientation(6).unwrap(),
+                Image::test_pattern(w, h, 4).unwrap(),
+                loaded.colourspace(true).unwrap(),
+            ];
+            for img in &variants {
+                for (quality, lossless, strip) in [
+                    (75, false, false),
+                    (75, false, true),
+                    (0, false, false),
+                    (100, false, true),
+                    (80, true, false),
+                ] {
+                    let ours = img.save(&Saver::Webp { quality, lossless }, strip).unwrap();
+                    let libvips = save_webp_libvips(img, quality, lossless, strip);
+                    let shown = format!(
+                        "{w}×{h}×{} Q{quality} lossless {lossless} strip {strip}: {} bytes, libvips {}",
+                        img.bands(),
+                        ours.len(),
+                        libvips.len()
+                    );
+                    let names: Vec<_> = riff_chunks(&ours).into_iter().map(|(n, _)| n).collect();
+                    if strip {
+                        // libvips 8.14.1 ignores `strip` in webpsave (fixed in 8.14.2) and
+                        // writes the metadata anyway: the image chunks must be its own.
+                        let image = |b: &[u8]| -> Vec<_> {
+                            riff_chunks(b)
+                                .into_iter()
+                                .filter(|(n, _)| matches!(n, b"VP8 " | b"VP8L" | b"ALPH"))
+                                .collect()
+                        };
+                        assert!(image(&ours) == image(&libvips), "{shown}");
+                        for meta in [b"ICCP", b"EXIF", b"XMP "] {
+                            assert!(!names.contains(meta), "{shown}: {names:?}");
+                        }
+                    } else {
+                        assert!(ours == libvips, "{shown}");
+                        if img.has_icc() {
+                            for meta in [b"ICCP", b"EXIF", b"XMP "] {
+                                assert!(names.contains(meta), "{shown}: {names:?}");
+                            }
+                        }
+                    }
+                    if !lossless && img.bands() != 1 {
+                        ours_expected += 1;
+                    }
+                }
+            }
+        }
+        // SAFETY: reads a counter.
+        let used = unsafe { ffi::imgedge_webp_write_used() } - used_before;
+        if version().starts_with("8.14.") {
+            assert_eq!(used, ours_expected, "webpwrite.c wrote {used} WebPs");
+        } else {
+            assert_eq!(used, 0);
         }
     }
 

@@ -1067,8 +1067,20 @@ imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int in
 		NULL);
 }
 
+/* Through webpwrite.c where it applies (same bytes, no libvips threads). */
 int
 imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless, int strip)
+{
+	if (imgedge_webp_write_applies(in, quality, lossless))
+		return imgedge_webp_write(in, buf, len, quality, strip);
+	if (imgedge_save_webp_libvips(in, buf, len, quality, lossless, strip))
+		return -1;
+	return strip ? imgedge_webp_strip(buf, len) : 0;
+}
+
+int
+imgedge_save_webp_libvips(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
+	int strip)
 {
 	return vips_webpsave_buffer(in, buf, len,
 		"Q", quality,

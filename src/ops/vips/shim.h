@@ -98,6 +98,14 @@ int imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int qualit
 gboolean imgedge_jpeg_write_applies(VipsImage *in, int quality, int interlace);
 int imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);
 int imgedge_jpeg_write_used(void);
+/* webpwrite.c: libvips 8.14's lossy WebP bytes, written from the calling thread where that
+ * applies. */
+int imgedge_save_webp_libvips(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
+	int strip);
+gboolean imgedge_webp_write_applies(VipsImage *in, int quality, int lossless);
+int imgedge_webp_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);
+int imgedge_webp_write_used(void);
+int imgedge_webp_strip(void **buf, size_t *len);
 int imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
 	int palette, int quality, int effort, int strip);
 int imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
