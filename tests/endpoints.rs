@@ -88,6 +88,35 @@ fn every_output_format_with_its_content_type() {
     assert!(msg.contains("Unsupported image output type"), "{msg}");
 }
 
+/// `stripmeta=true` drops the metadata from every format. WebP is the case to watch: Debian
+/// 12's libvips (8.14.1) ignores its saver's `strip` and would keep EXIF and XMP; a grey image
+/// takes libvips' saver, a colour one the shim's writer, and both must be stripped.
+#[test]
+fn stripmeta_strips_webp_too() {
+    let s = server();
+    for source in ["scene.jpg", "badge.png"] {
+        for grey in ["", "&colorspace=bw"] {
+            let url = |strip: bool| {
+                format!("/resize?width=64&type=webp&file={source}{grey}&stripmeta={strip}")
+            };
+            let kept = s.get(&url(false));
+            let stripped = s.get(&url(true));
+            assert_eq!((kept.status, stripped.status), (200, 200), "{source}{grey}");
+            assert_eq!(stripped.format(), ImageType::Webp);
+            let has = |body: &[u8], chunk: &[u8]| body.windows(4).any(|w| w == chunk);
+            // libvips writes an EXIF block rebuilt from the image's fields whenever it may.
+            assert!(has(&kept.body, b"EXIF"), "{source}{grey}: no EXIF to strip");
+            for chunk in [b"EXIF", b"XMP ", b"ICCP"] {
+                assert!(
+                    !has(&stripped.body, chunk),
+                    "{source}{grey}: {chunk:?} kept"
+                );
+            }
+            assert_eq!(stripped.size(), kept.size());
+        }
+    }
+}
+
 #[test]
 fn inputs_imaginary_could_not_read() {
     let s = server();
