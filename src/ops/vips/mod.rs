@@ -2170,22 +2170,41 @@ mod tests {
         out
     }
 
-    /// libvips' own jpegsave, whatever jpegwrite.c would do.
-    fn save_jpeg_libvips(img: &Image, quality: u32, strip: bool) -> Result<Vec<u8>, VipsError> {
+    /// What a shim saver (`save(&mut buf, &mut len)`, 0 on success) wrote.
+    fn saved_by(
+        context: &str,
+        save: impl FnOnce(&mut *mut c_void, &mut usize) -> c_int,
+    ) -> Result<Vec<u8>, VipsError> {
         let mut buf: *mut c_void = ptr::null_mut();
         let mut len = 0;
-        // SAFETY: live image; the result goes to take_saved as the saver left it.
-        unsafe {
-            let rc = ffi::imgedge_save_jpeg_libvips(
-                img.raw(),
-                &mut buf,
-                &mut len,
-                to_c(quality),
-                0,
-                strip as c_int,
-            );
-            take_saved(rc, buf, len, "jpegsave_buffer")
-        }
+        let rc = save(&mut buf, &mut len);
+        // SAFETY: the result goes to take_saved as the saver left it.
+        unsafe { take_saved(rc, buf, len, context) }
+    }
+
+    /// A `w`×`h` JPEG with `markers` (and the EXIF libvips writes), decoded, and what the
+    /// savers' tests write from it: as loaded, resized, re-oriented (EXIF rebuilt), grey.
+    fn saver_inputs(w: u32, h: u32, bands: u32, markers: &[(u8, Vec<u8>)]) -> Vec<Image> {
+        let jpeg = jpeg_of(&Image::test_pattern(w, h, bands).unwrap());
+        let loaded = decode(&with_markers(&jpeg, markers));
+        assert!(
+            loaded.has_icc(),
+            "{w}×{h}: the test's ICC profile was not read"
+        );
+        vec![
+            loaded.clone(),
+            loaded.resize(0.6, 0.6).unwrap_or_else(|_| loaded.clone()),
+            loaded.with_orientation(6).unwrap(),
+            loaded.colourspace(true).unwrap(),
+        ]
+    }
+
+    /// libvips' own jpegsave, whatever jpegwrite.c would do.
+    fn save_jpeg_libvips(img: &Image, quality: u32, strip: bool) -> Result<Vec<u8>, VipsError> {
+        // SAFETY: a live image.
+        saved_by("jpegsave_buffer", |buf, len| unsafe {
+            ffi::imgedge_save_jpeg_libvips(img.raw(), buf, len, to_c(quality), 0, strip as c_int)
+        })
     }
 
     #[test]
@@ -2220,22 +2239,7 @@ mod tests {
         let used_before = unsafe { ffi::imgedge_jpeg_write_used() };
         let mut saves = 0;
         for (w, h, bands) in [(333, 211, 3), (1, 1, 3), (17, 1000, 1), (640, 33, 3)] {
-            // jpeg_of writes EXIF (libvips makes one); the markers add the rest.
-            let source = with_markers(
-                &jpeg_of(&Image::test_pattern(w, h, bands).unwrap()),
-                &markers,
-            );
-            let loaded = decode(&source);
-            assert!(
-                loaded.has_icc(),
-                "{w}×{h}: the test's ICC profile was not read"
-            );
-            let variants = [
-                loaded.clone(),
-                loaded.resize(0.6, 0.6).unwrap_or_else(|_| loaded.clone()),
-                loaded.with_orientation(6).unwrap(),
-                loaded.colourspace(true).unwrap(),
-            ];
+            let variants = saver_inputs(w, h, bands, &markers);
             for img in &variants {
                 for (quality, strip) in [
                     (75, false),
@@ -2285,20 +2289,12 @@ mod tests {
 
     /// libvips' own webpsave, whatever webpwrite.c would do.
     fn save_webp_libvips(img: &Image, quality: u32, lossless: bool, strip: bool) -> Vec<u8> {
-        let mut buf: *mut c_void = ptr::null_mut();
-        let mut len = 0;
-        // SAFETY: live image; the result goes to take_saved as the saver left it.
-        unsafe {
-            let rc = ffi::imgedge_save_webp_libvips(
-                img.raw(),
-                &mut buf,
-                &mut len,
-                to_c(quality),
-                lossless as c_int,
-                strip as c_int,
-            );
-            take_saved(rc, buf, len, "webpsave_buffer").unwrap()
-        }
+        // SAFETY: a live image.
+        saved_by("webpsave_buffer", |buf, len| unsafe {
+            let (q, lossless, strip) = (to_c(quality), lossless as c_int, strip as c_int);
+            ffi::imgedge_save_webp_libvips(img.raw(), buf, len, q, lossless, strip)
+        })
+        .unwrap()
     }
 
     /// A WebP file's chunks (RIFF: fourcc, little-endian size, data padded to even).
@@ -2338,21 +2334,8 @@ mod tests {
         let used_before = unsafe { ffi::imgedge_webp_write_used() };
         let mut ours_expected = 0;
         for (w, h) in [(333, 211), (1, 1), (17, 1000), (640, 33)] {
-            let loaded = decode(&with_markers(
-                &jpeg_of(&Image::test_pattern(w, h, 3).unwrap()),
-                &markers,
-            ));
-            assert!(
-                loaded.has_icc(),
-                "{w}×{h}: the test's ICC profile was not read"
-            );
-            let variants = [
-                loaded.clone(),
-                loaded.resize(0.6, 0.6).unwrap_or_else(|_| loaded.clone()),
-                loaded.with_orientation(6).unwrap(),
-                Image::test_pattern(w, h, 4).unwrap(),
-                loaded.colourspace(true).unwrap(),
-            ];
+            let mut variants = saver_inputs(w, h, 3, &markers);
+            variants.push(Image::test_pattern(w, h, 4).unwrap());
             for img in &variants {
                 for (quality, lossless, strip) in [
                     (75, false, false),
