@@ -115,6 +115,7 @@ encode(VipsImage *image, const VipsPel *frame, int quality, WebPMemoryWriter *bi
 	ok = image->Bands == 4 ? WebPPictureImportRGBA(&picture, frame, stride)
 			       : WebPPictureImportRGB(&picture, frame, stride);
 	if (!ok) {
+		WebPPictureFree(&picture);
 		vips_error("webpwrite", "%s", "picture memory error");
 		return -1;
 	}
