@@ -64,12 +64,15 @@ frame_of(VipsImage *image)
 {
 	size_t row = (size_t) image->Xsize * image->Bands;
 	VipsPel *frame = g_try_malloc(row * image->Ysize);
-	VipsRegion *region = vips_region_new(image);
+	VipsRegion *region = NULL;
 
-	if (!frame || !region) {
+	if (!frame) {
 		vips_error("webpwrite", "failed to allocate %zu bytes", row * image->Ysize);
-		goto fail;
+		return NULL;
 	}
+	/* vips_region_new sets its own error. */
+	if (!(region = vips_region_new(image)))
+		goto fail;
 	for (int top = 0; top < image->Ysize; top += STRIP) {
 		VipsRect strip = { 0, top, image->Xsize, VIPS_MIN(STRIP, image->Ysize - top) };
 
