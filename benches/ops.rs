@@ -288,6 +288,29 @@ fn bench_operations(c: &mut Criterion) {
     g.bench_function("jpeg_2mp/in_memory_resize_quarter", |b| {
         b.iter(|| render(in_memory.resize_to(480, 270).unwrap()))
     });
+    // reduce.c's SIMD levels on the resizes of the four cold scenarios (decoded sizes):
+    // 12 MP at 1/4 → 800, 2 MP at 1/2 → 600 (WebP), at 1/4 → 300, PNG RGBA → 300.
+    for (name, (w, h, bands), (tw, th)) in [
+        ("1000x750_to_800", (1000, 750, 3), (800, 600)),
+        ("960x540_to_600", (960, 540, 3), (600, 338)),
+        ("480x270_to_300", (480, 270, 3), (300, 169)),
+        ("1200x800_rgba_to_300", (1200, 800, 4), (300, 200)),
+    ] {
+        let pixels: Vec<u8> = (0..w * h * bands)
+            .map(|i| ((i * 7919 + (i / 13) * 131) % 256) as u8)
+            .collect();
+        let img = Image::from_pixels(&pixels, w as u32, h as u32, bands as u32).unwrap();
+        for (level, label) in [(1, "sse2"), (2, "avx2")] {
+            if vips::set_reduce_simd(level) != level {
+                continue;
+            }
+            g.bench_function(format!("resize/{name}/{label}"), |b| {
+                vips::set_reduce_simd(level);
+                b.iter(|| render(img.resize_to(tw, th).unwrap()));
+            });
+        }
+        vips::set_reduce_simd(-1);
+    }
     let small = Image::load_jpeg_shrunk(jpg.clone(), 4, FailOn::None)
         .unwrap()
         .resize_to(300, 169)

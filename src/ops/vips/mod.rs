@@ -143,6 +143,7 @@ mod ffi {
             out: *mut *mut VipsImage,
             hshrink: f64,
         ) -> c_int;
+        pub fn imgedge_reduce_simd(level: c_int) -> c_int;
         #[cfg(test)]
         pub fn imgedge_reducev_uchar(
             im: *mut VipsImage,
@@ -395,6 +396,15 @@ pub fn has_operation(nickname: &str) -> bool {
 pub fn thread_shutdown() {
     // SAFETY: always valid; libvips recreates the buffers on demand.
     unsafe { ffi::imgedge_thread_shutdown() }
+}
+
+/// The widest SIMD the Lanczos3 reduce (reduce.c) uses from now on: 2 = AVX2 where the CPU has
+/// it, 1 = SSE2 (or C off x86-64); below 0, or more than the CPU has, = the widest it has (the
+/// default). Returns the level in effect. For benchmarks and tests: every level gives the
+/// same bytes.
+pub fn set_reduce_simd(level: i32) -> i32 {
+    // SAFETY: sets an atomic int; operations read it when they are built.
+    unsafe { ffi::imgedge_reduce_simd(level) }
 }
 
 /// What a file's header says, read without decoding pixels (see [`read_header`]).
@@ -1781,6 +1791,59 @@ mod tests {
                         for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
                             assert!(g.abs_diff(*e) <= 1, "{what}: sample {i} is {g}, exact {e}");
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_simd_level_reduces_to_the_same_bytes() {
+        // reduce.c picks AVX2 at run time where the CPU has it, else SSE2 (or C): the paths
+        // must agree to the byte (integer sums are exact), on both axes, every band count, the
+        // tap counts with loops of their own (8, 16, 24) and the general one, and lines that
+        // leave a 16-sample step and a tail after the 32-sample ones.
+        let levels = (1..=2)
+            .filter(|&l| set_reduce_simd(l) == l)
+            .collect::<Vec<_>>();
+        set_reduce_simd(-1);
+        if levels.len() < 2 {
+            eprintln!("only SIMD level {levels:?} on this CPU: nothing to compare");
+        }
+        for horizontal in [true, false] {
+            for bands in 1..=4u32 {
+                for (size, across, shrink) in [
+                    (301u32, 50u32, 1.25),
+                    (301, 37, 2.0),
+                    (640, 19, 3.7),
+                    (999, 13, 6.5),
+                    (7, 61, 1.0),
+                ] {
+                    let (w, h) = if horizontal {
+                        (size, across)
+                    } else {
+                        (across, size)
+                    };
+                    let pixels: Vec<u8> = (0..(w * h * bands) as usize)
+                        .map(|i| ((i * 7919 + (i / 13) * 131) % 256) as u8)
+                        .collect();
+                    let img = Image::from_pixels(&pixels, w, h, bands).unwrap();
+                    let outs = levels
+                        .iter()
+                        .map(|&l| {
+                            set_reduce_simd(l);
+                            let out = img.reduce_pass(shrink, horizontal).unwrap().to_pixels();
+                            set_reduce_simd(-1);
+                            out.unwrap()
+                        })
+                        .collect::<Vec<_>>();
+                    for (l, out) in levels.iter().zip(&outs).skip(1) {
+                        assert!(
+                            out == &outs[0],
+                            "level {l} differs from level {}: {} {w}×{h} / {shrink}, {bands} bands",
+                            levels[0],
+                            if horizontal { "horizontal" } else { "vertical" }
+                        );
                     }
                 }
             }

@@ -74,6 +74,10 @@ int imgedge_premultiply_uchar(VipsImage *in, VipsImage **out);
 /* reduce.c: Lanczos3 reduction of an 8-bit image by a shrink >= 1, one axis at a time. */
 int imgedge_reduceh_uchar(VipsImage *in, VipsImage **out, double hshrink);
 int imgedge_reducev_uchar(VipsImage *in, VipsImage **out, double vshrink);
+/* The widest SIMD reduce.c's operations built from now on use: 2 = AVX2 where the CPU has it,
+ * 1 = SSE2 (x86-64) or C; below 0, or above what the CPU has, = the widest it has (the default).
+ * Returns the level in effect. Every level gives the same bytes; tests compare them. */
+int imgedge_reduce_simd(int level);
 int imgedge_extract_area(VipsImage *in, VipsImage **out, int left, int top, int width,
 	int height);
 int imgedge_embed(VipsImage *in, VipsImage **out, int left, int top, int width, int height,
