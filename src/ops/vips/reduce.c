@@ -307,6 +307,18 @@ reduceh_row(const Weights *weights, const int16_t *planes, int stride, int first
 #undef NEXT
 }
 
+/* A row of pixels into one 16-bit plane per band, each followed by `taps` zeros: the zero
+ * weights that pad a pixel's taps may read past the last column. */
+static inline __attribute__((always_inline)) void
+split(const VipsPel *p, int16_t *planes, int stride, int width, int bands, int taps)
+{
+	for (int i = 0; i < width; i++)
+		for (int b = 0; b < bands; b++)
+			planes[(size_t) b * stride + i] = p[i * bands + b];
+	for (int b = 0; b < bands; b++)
+		memset(planes + (size_t) b * stride + width, 0, taps * sizeof(int16_t));
+}
+
 #ifdef HAVE_AVX2_PATH
 /* Sixteen taps per multiply; taps is a multiple of eight, so at most one half-width step. */
 static inline __attribute__((always_inline, target("avx2"))) __m256i
@@ -366,10 +378,89 @@ reduceh_row_avx2_taps(const Weights *weights, const int16_t *planes, int stride,
 	}
 }
 
-static __attribute__((target("avx2"))) void
-reduceh_row_avx2(const Weights *weights, const int16_t *planes, int stride, int first, int bands,
-	int left, int width, VipsPel *q)
+/* split() for RGB, RGBA and one band, sixteen (RGBA: eight) pixels per step: pshufb gathers
+ * each band's bytes, which are then widened to 16 bits. */
+static inline __attribute__((always_inline, target("avx2"))) void
+split_avx2(const VipsPel *p, int16_t *planes, int stride, int width, int bands, int taps)
 {
+	int i = 0;
+
+	if (bands == 3) {
+		/* Band b of pixel k is byte 3k + b: from the first 16 bytes, the second and the third. */
+		static const int8_t take[3][3][16] = {
+			{ { 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 4, 7, 10, 13 } },
+			{ { 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 2, 5, 8, 11, 14 } },
+			{ { 2, 5, 8, 11, 14, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, 1, 4, 7, 10, 13, -1, -1, -1, -1, -1, -1 },
+				{ -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 3, 6, 9, 12, 15 } },
+		};
+
+		for (; i + 16 <= width; i += 16) {
+			const __m128i *in = (const __m128i *) (p + 3 * i);
+			__m128i a = _mm_loadu_si128(in), b = _mm_loadu_si128(in + 1), c = _mm_loadu_si128(in + 2);
+
+			for (int band = 0; band < 3; band++) {
+				__m128i v = _mm_or_si128(
+					_mm_or_si128(_mm_shuffle_epi8(a, _mm_loadu_si128((const __m128i *) take[band][0])),
+						_mm_shuffle_epi8(b, _mm_loadu_si128((const __m128i *) take[band][1]))),
+					_mm_shuffle_epi8(c, _mm_loadu_si128((const __m128i *) take[band][2])));
+
+				_mm256_storeu_si256((__m256i *) (planes + (size_t) band * stride + i),
+					_mm256_cvtepu8_epi16(v));
+			}
+		}
+	}
+	else if (bands == 4) {
+		/* Within each 128-bit half: R0-3 G0-3 B0-3 A0-3; then the halves' dwords interleaved,
+		 * so that each 64-bit quarter is one band's eight bytes. */
+		const __m256i group = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11,
+			15, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+		const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+
+		for (; i + 8 <= width; i += 8) {
+			__m256i v = _mm256_permutevar8x32_epi32(
+				_mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *) (p + 4 * i)), group), order);
+			__m128i rg = _mm256_castsi256_si128(v), ba = _mm256_extracti128_si256(v, 1);
+
+			_mm_storeu_si128((__m128i *) (planes + i), _mm_cvtepu8_epi16(rg));
+			_mm_storeu_si128((__m128i *) (planes + (size_t) stride + i),
+				_mm_cvtepu8_epi16(_mm_srli_si128(rg, 8)));
+			_mm_storeu_si128((__m128i *) (planes + (size_t) 2 * stride + i), _mm_cvtepu8_epi16(ba));
+			_mm_storeu_si128((__m128i *) (planes + (size_t) 3 * stride + i),
+				_mm_cvtepu8_epi16(_mm_srli_si128(ba, 8)));
+		}
+	}
+	else if (bands == 1) {
+		for (; i + 16 <= width; i += 16)
+			_mm256_storeu_si256((__m256i *) (planes + i),
+				_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *) (p + i))));
+	}
+	split(p + (size_t) i * bands, planes + i, stride, width - i, bands, taps);
+}
+
+/* One row of the horizontal pass: split, then the dot products. */
+static __attribute__((target("avx2"))) void
+reduceh_row_avx2(const Weights *weights, const VipsPel *p, int16_t *planes, int stride,
+	int first, int need, int bands, int left, int width, VipsPel *q)
+{
+	switch (bands) {
+	case 1:
+		split_avx2(p, planes, stride, need, 1, weights->taps);
+		break;
+	case 3:
+		split_avx2(p, planes, stride, need, 3, weights->taps);
+		break;
+	case 4:
+		split_avx2(p, planes, stride, need, 4, weights->taps);
+		break;
+	default:
+		split_avx2(p, planes, stride, need, bands, weights->taps);
+		break;
+	}
 	switch (weights->taps) {
 	case 8:
 		reduceh_row_avx2_taps(weights, planes, stride, first, bands, left, width, q, 8);
@@ -387,18 +478,6 @@ reduceh_row_avx2(const Weights *weights, const int16_t *planes, int stride, int 
 	}
 }
 #endif
-
-/* A row of pixels into one 16-bit plane per band, each followed by `taps` zeros: the zero
- * weights that pad a pixel's taps may read past the last column. */
-static inline __attribute__((always_inline)) void
-split(const VipsPel *p, int16_t *planes, int stride, int width, int bands, int taps)
-{
-	for (int i = 0; i < width; i++)
-		for (int b = 0; b < bands; b++)
-			planes[(size_t) b * stride + i] = p[i * bands + b];
-	for (int b = 0; b < bands; b++)
-		memset(planes + (size_t) b * stride + width, 0, taps * sizeof(int16_t));
-}
 
 static int
 reduceh_gen(VipsRegion *out_region, void *vseq, void *a, void *b, gboolean *stop)
@@ -425,6 +504,13 @@ reduceh_gen(VipsRegion *out_region, void *vseq, void *a, void *b, gboolean *stop
 		const VipsPel *p = VIPS_REGION_ADDR(seq->ir, first, r->top + y);
 		VipsPel *q = VIPS_REGION_ADDR(out_region, r->left, r->top + y);
 
+#ifdef HAVE_AVX2_PATH
+		if (((ImgedgeReduce *) b)->avx2) {
+			reduceh_row_avx2(weights, p, seq->planes, seq->stride, first, need.width, bands,
+				r->left, r->width, q);
+			continue;
+		}
+#endif
 		switch (bands) {
 		case 3:
 			split(p, seq->planes, seq->stride, need.width, 3, weights->taps);
@@ -436,13 +522,6 @@ reduceh_gen(VipsRegion *out_region, void *vseq, void *a, void *b, gboolean *stop
 			split(p, seq->planes, seq->stride, need.width, bands, weights->taps);
 			break;
 		}
-#ifdef HAVE_AVX2_PATH
-		if (((ImgedgeReduce *) b)->avx2) {
-			reduceh_row_avx2(weights, seq->planes, seq->stride, first, bands, r->left,
-				r->width, q);
-			continue;
-		}
-#endif
 		/* Constant tap counts for the common reductions (up to ×1.33, ×2.67, ×4), so
 		 * that the dot products unroll. */
 		switch (weights->taps) {
