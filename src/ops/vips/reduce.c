@@ -571,36 +571,45 @@ reducev_stop(void *vseq, void *a, void *b)
 	return 0;
 }
 
+/* The vertical pass's SIMD steps at one vector width: V the vector type, P the intrinsics'
+ * prefix (_mm, _mm256), S their integer suffix (si128, si256). Each step is sizeof(V) samples
+ * of the row: rows t and t + 1 byte-interleaved, against (w[t], w[t + 1]) pairs. AVX2's
+ * unpacks and packs stay within each 128-bit half, so at either width the samples come out in
+ * order. */
+#define REDUCEV_STEPS(V, P, S) \
+	do { \
+		const V zero = P##_setzero_##S(); \
+		const V half = P##_set1_epi32(1 << (SHIFT - 1)); \
+\
+		for (; x + (int) sizeof(V) <= line; x += (int) sizeof(V)) { \
+			V acc[4] = { zero, zero, zero, zero }; \
+\
+			for (int t = 0; t < n; t += 2) { \
+				V a = P##_loadu_##S((const V *) (rows[t] + x)); \
+				V b = t + 1 < n ? P##_loadu_##S((const V *) (rows[t + 1] + x)) : zero; \
+				uint16_t w1 = t + 1 < n ? (uint16_t) w[t + 1] : 0; \
+				V pair = P##_set1_epi32((int) (((uint32_t) w1 << 16) | (uint16_t) w[t])); \
+				V lo = P##_unpacklo_epi8(a, b); \
+				V hi = P##_unpackhi_epi8(a, b); \
+\
+				acc[0] = P##_add_epi32(acc[0], P##_madd_epi16(P##_unpacklo_epi8(lo, zero), pair)); \
+				acc[1] = P##_add_epi32(acc[1], P##_madd_epi16(P##_unpackhi_epi8(lo, zero), pair)); \
+				acc[2] = P##_add_epi32(acc[2], P##_madd_epi16(P##_unpacklo_epi8(hi, zero), pair)); \
+				acc[3] = P##_add_epi32(acc[3], P##_madd_epi16(P##_unpackhi_epi8(hi, zero), pair)); \
+			} \
+			for (int i = 0; i < 4; i++) \
+				acc[i] = P##_srai_epi32(P##_add_epi32(acc[i], half), SHIFT); \
+			P##_storeu_##S((V *) (q + x), P##_packus_epi16(P##_packs_epi32(acc[0], acc[1]), \
+				P##_packs_epi32(acc[2], acc[3]))); \
+		} \
+	} while (0)
+
 /* One output row of `line` samples from n input rows and their weights, from sample x on. */
 static void
 reducev_row(const VipsPel **rows, int n, const int16_t *w, VipsPel *q, int x, int line)
 {
 #ifdef __SSE2__
-	const __m128i zero = _mm_setzero_si128();
-	const __m128i half = _mm_set1_epi32(1 << (SHIFT - 1));
-
-	for (; x + 16 <= line; x += 16) {
-		__m128i acc[4] = { zero, zero, zero, zero };
-
-		for (int t = 0; t < n; t += 2) {
-			/* Rows t and t + 1 byte-interleaved, against (w[t], w[t + 1]) pairs. */
-			__m128i a = _mm_loadu_si128((const __m128i *) (rows[t] + x));
-			__m128i b = t + 1 < n ? _mm_loadu_si128((const __m128i *) (rows[t + 1] + x)) : zero;
-			uint16_t w1 = t + 1 < n ? (uint16_t) w[t + 1] : 0;
-			__m128i pair = _mm_set1_epi32((int) (((uint32_t) w1 << 16) | (uint16_t) w[t]));
-			__m128i lo = _mm_unpacklo_epi8(a, b);
-			__m128i hi = _mm_unpackhi_epi8(a, b);
-
-			acc[0] = _mm_add_epi32(acc[0], _mm_madd_epi16(_mm_unpacklo_epi8(lo, zero), pair));
-			acc[1] = _mm_add_epi32(acc[1], _mm_madd_epi16(_mm_unpackhi_epi8(lo, zero), pair));
-			acc[2] = _mm_add_epi32(acc[2], _mm_madd_epi16(_mm_unpacklo_epi8(hi, zero), pair));
-			acc[3] = _mm_add_epi32(acc[3], _mm_madd_epi16(_mm_unpackhi_epi8(hi, zero), pair));
-		}
-		for (int i = 0; i < 4; i++)
-			acc[i] = _mm_srai_epi32(_mm_add_epi32(acc[i], half), SHIFT);
-		_mm_storeu_si128((__m128i *) (q + x),
-			_mm_packus_epi16(_mm_packs_epi32(acc[0], acc[1]), _mm_packs_epi32(acc[2], acc[3])));
-	}
+	REDUCEV_STEPS(__m128i, _mm, si128);
 #endif
 	for (; x < line; x++) {
 		int32_t sum = 0;
@@ -612,36 +621,13 @@ reducev_row(const VipsPel **rows, int n, const int16_t *w, VipsPel *q, int x, in
 }
 
 #ifdef HAVE_AVX2_PATH
-/* reducev_row 32 samples at a time: the same steps on both 128-bit halves (AVX2's unpacks and
- * packs stay within a half, so the samples come out in order); reducev_row does the rest. */
+/* reducev_row 32 samples at a time; reducev_row does the rest. */
 static __attribute__((target("avx2"))) void
 reducev_row_avx2(const VipsPel **rows, int n, const int16_t *w, VipsPel *q, int line)
 {
-	const __m256i zero = _mm256_setzero_si256();
-	const __m256i half = _mm256_set1_epi32(1 << (SHIFT - 1));
 	int x = 0;
 
-	for (; x + 32 <= line; x += 32) {
-		__m256i acc[4] = { zero, zero, zero, zero };
-
-		for (int t = 0; t < n; t += 2) {
-			__m256i a = _mm256_loadu_si256((const __m256i *) (rows[t] + x));
-			__m256i b = t + 1 < n ? _mm256_loadu_si256((const __m256i *) (rows[t + 1] + x)) : zero;
-			uint16_t w1 = t + 1 < n ? (uint16_t) w[t + 1] : 0;
-			__m256i pair = _mm256_set1_epi32((int) (((uint32_t) w1 << 16) | (uint16_t) w[t]));
-			__m256i lo = _mm256_unpacklo_epi8(a, b);
-			__m256i hi = _mm256_unpackhi_epi8(a, b);
-
-			acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_unpacklo_epi8(lo, zero), pair));
-			acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_unpackhi_epi8(lo, zero), pair));
-			acc[2] = _mm256_add_epi32(acc[2], _mm256_madd_epi16(_mm256_unpacklo_epi8(hi, zero), pair));
-			acc[3] = _mm256_add_epi32(acc[3], _mm256_madd_epi16(_mm256_unpackhi_epi8(hi, zero), pair));
-		}
-		for (int i = 0; i < 4; i++)
-			acc[i] = _mm256_srai_epi32(_mm256_add_epi32(acc[i], half), SHIFT);
-		_mm256_storeu_si256((__m256i *) (q + x), _mm256_packus_epi16(
-			_mm256_packs_epi32(acc[0], acc[1]), _mm256_packs_epi32(acc[2], acc[3])));
-	}
+	REDUCEV_STEPS(__m256i, _mm256, si256);
 	reducev_row(rows, n, w, q, x, line);
 }
 #endif
