@@ -257,15 +257,8 @@ dot_sse2(const int16_t *p, const int16_t *w, int taps)
 }
 #endif
 
-/* One output row: samples n = width·bands, sample k is band k % bands of output pixel
- * left + k / bands. */
-static inline __attribute__((always_inline)) void
-reduceh_row(const Weights *weights, const int16_t *planes, int stride, int first, int bands,
-	int left, int width, VipsPel *q, int taps)
-{
-	int n = width * bands;
-	int k = 0, x = left, b = 0;
-
+/* Walking an output row of the horizontal pass: sample k is band b = k % bands of output
+ * pixel x = left + k / bands; these are its input samples and weights, and the step to k + 1. */
 #define SAMPLE_P() (planes + (size_t) b * stride + (weights->start[x] - first))
 #define SAMPLE_W() (weights->weight + (size_t) x * taps)
 #define NEXT() \
@@ -275,6 +268,14 @@ reduceh_row(const Weights *weights, const int16_t *planes, int stride, int first
 			x++; \
 		} \
 	} while (0)
+
+/* One output row, from sample k on: samples n = width·bands. */
+static inline __attribute__((always_inline)) void
+reduceh_row(const Weights *weights, const int16_t *planes, int stride, int first, int bands,
+	int left, int width, VipsPel *q, int taps, int k)
+{
+	int n = width * bands;
+	int x = left + k / bands, b = k % bands;
 
 #ifdef __SSE2__
 	const __m128i half = _mm_set1_epi32(1 << (SHIFT - 1));
@@ -302,9 +303,6 @@ reduceh_row(const Weights *weights, const int16_t *planes, int stride, int first
 		q[k] = clamp_round(dot_c(SAMPLE_P(), SAMPLE_W(), taps));
 		NEXT();
 	}
-#undef SAMPLE_P
-#undef SAMPLE_W
-#undef NEXT
 }
 
 /* A row of pixels into one 16-bit plane per band, each followed by `taps` zeros: the zero
@@ -337,8 +335,9 @@ dot_avx2(const int16_t *p, const int16_t *w, int taps)
 	return acc;
 }
 
-/* reduceh_row with eight output samples per step: their eight partial-sum vectors are added
- * up by a tree of horizontal adds, then the two 128-bit halves of the result. */
+/* reduceh_row with eight output samples per step (their eight partial-sum vectors added up by
+ * a tree of horizontal adds, then the two 128-bit halves of the result); reduceh_row does the
+ * rest. */
 static inline __attribute__((always_inline, target("avx2"))) void
 reduceh_row_avx2_taps(const Weights *weights, const int16_t *planes, int stride, int first,
 	int bands, int left, int width, VipsPel *q, int taps)
@@ -351,12 +350,8 @@ reduceh_row_avx2_taps(const Weights *weights, const int16_t *planes, int stride,
 		__m256i s[8];
 
 		for (int i = 0; i < 8; i++) {
-			s[i] = dot_avx2(planes + (size_t) b * stride + (weights->start[x] - first),
-				weights->weight + (size_t) x * taps, taps);
-			if (++b == bands) {
-				b = 0;
-				x++;
-			}
+			s[i] = dot_avx2(SAMPLE_P(), SAMPLE_W(), taps);
+			NEXT();
 		}
 		__m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
 		__m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
@@ -368,14 +363,7 @@ reduceh_row_avx2_taps(const Weights *weights, const int16_t *planes, int stride,
 
 		memcpy(q + k, &eight, 8);
 	}
-	for (; k < n; k++) {
-		q[k] = clamp_round(dot_c(planes + (size_t) b * stride + (weights->start[x] - first),
-			weights->weight + (size_t) x * taps, taps));
-		if (++b == bands) {
-			b = 0;
-			x++;
-		}
-	}
+	reduceh_row(weights, planes, stride, first, bands, left, width, q, taps, k);
 }
 
 /* split() for RGB, RGBA and one band, sixteen (RGBA: eight) pixels per step: pshufb gathers
@@ -479,6 +467,10 @@ reduceh_row_avx2(const Weights *weights, const VipsPel *p, int16_t *planes, int 
 }
 #endif
 
+#undef SAMPLE_P
+#undef SAMPLE_W
+#undef NEXT
+
 static int
 reduceh_gen(VipsRegion *out_region, void *vseq, void *a, void *b, gboolean *stop)
 {
@@ -526,17 +518,20 @@ reduceh_gen(VipsRegion *out_region, void *vseq, void *a, void *b, gboolean *stop
 		 * that the dot products unroll. */
 		switch (weights->taps) {
 		case 8:
-			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q, 8);
+			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q,
+				8, 0);
 			break;
 		case 16:
-			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q, 16);
+			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q,
+				16, 0);
 			break;
 		case 24:
-			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q, 24);
+			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q,
+				24, 0);
 			break;
 		default:
 			reduceh_row(weights, seq->planes, seq->stride, first, bands, r->left, r->width, q,
-				weights->taps);
+				weights->taps, 0);
 			break;
 		}
 	}
