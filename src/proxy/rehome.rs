@@ -3,10 +3,10 @@
 //! pingora's accept loop runs on one request thread and hands each accepted connection to a
 //! random thread (`pingora_runtime::current_handle`), but tokio registered the socket with the
 //! accepting thread's driver. Every readiness event of a connection placed elsewhere then went
-//! through that one thread's `epoll_wait`, which woke the serving thread with an `eventfd` write: a cache hit
-//! cost two threads' wake-ups, and the accepting thread's share of the work capped the rest
-//! (`strace` on a repeated URL at 64 connections: 0.76 cross-thread `write`s per request, all from
-//! one thread). [`Rehome`] re-registers the socket with the serving thread's driver before the
+//! through that one thread's `epoll_wait`, which woke the serving thread with an `eventfd`
+//! write: a cache hit cost two threads' wake-ups, and the accepting thread's share of the work
+//! capped the rest (`strace` on a repeated URL at 64 connections: 0.76 cross-thread `write`s per
+//! request, all from one thread). [`Rehome`] re-registers the socket with the serving thread's driver before the
 //! first request is read: the descriptor is duplicated, pingora's stream (and its registration)
 //! dropped, and the duplicate wrapped in [`Local`]. TLS connections are left as they are (their
 //! state is above the socket).
