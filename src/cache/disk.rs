@@ -37,6 +37,7 @@
 //! reads as misses; records that pass them but are not variants of this version are deleted.
 //! An exclusive `flock` on `imgedge-cache.lock` keeps a second process off the same directory.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -231,9 +232,11 @@ struct Batch {
     limit: u64,
 }
 
+/// One record per key (a newer one replaces it: one write, not two), found without a scan
+/// however many requests a batch gathers.
 #[derive(Default)]
 struct Queue {
-    records: Vec<(Key, Blob)>,
+    records: BTreeMap<Key, Blob>,
     bytes: u64,
 }
 
@@ -245,7 +248,9 @@ impl Batch {
     fn push(self: &Arc<Self>, key: Key, blob: Blob) {
         let mut queue = self.lock();
         queue.bytes += blob.0.len() as u64;
-        queue.records.push((key, blob));
+        if let Some(old) = queue.records.insert(key, blob) {
+            queue.bytes -= old.0.len() as u64;
+        }
         if queue.bytes >= self.limit {
             self.hand_over(&mut queue);
         } else if queue.records.len() == 1 {
@@ -264,24 +269,22 @@ impl Batch {
     }
 
     fn hand_over(&self, queue: &mut Queue) {
-        for (key, blob) in queue.records.drain(..) {
+        for (key, blob) in std::mem::take(&mut queue.records) {
             self.cache.insert(key, blob);
         }
         queue.bytes = 0;
     }
 
-    /// The newest queued record for `key`.
     fn find(&self, key: &Key) -> Option<Blob> {
-        let queue = self.lock();
-        let found = queue.records.iter().rev().find(|(k, _)| k == key);
-        found.map(|(_, blob)| blob.clone())
+        self.lock().records.get(key).cloned()
     }
 
     /// Removes `key` from the queue and from foyer.
     fn remove(&self, key: &Key) {
         let mut queue = self.lock();
-        queue.records.retain(|(k, _)| k != key);
-        queue.bytes = queue.records.iter().map(|(_, b)| b.0.len() as u64).sum();
+        if let Some(old) = queue.records.remove(key) {
+            queue.bytes -= old.0.len() as u64;
+        }
         self.cache.remove(key);
     }
 
@@ -804,6 +807,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         assert!(hit(&tier, &key(3)).await.is_some(), "served while queued");
+        // Made again while queued: the newer record is the one served and written.
+        tier.insert(key(7), encode_record(&stored(b"newer")).unwrap());
         tier.purge(&key(5)).await;
         assert!(hit(&tier, &key(5)).await.is_none(), "purged while queued");
         tokio::time::sleep(BATCH_DELAY * 4).await;
@@ -820,6 +825,8 @@ mod tests {
         for i in 0..12 {
             assert_eq!(hit(&tier, &key(i)).await.is_some(), i != 5, "record {i}");
         }
+        let newer = hit(&tier, &key(7)).await.unwrap();
+        assert_eq!(newer.variant.body.as_ref(), b"newer");
         tier.close().await.unwrap();
     }
 
