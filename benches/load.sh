@@ -163,12 +163,12 @@ run_wrk() {
 		"http://127.0.0.1:$PORT" -- "$tmpl" "$w0" "$wn" "$(printf %03d "$runs")" | sed -n 's/^RESULT //p'
 }
 
-# measure LABEL PID CONNECTIONS SECONDS TEMPLATE W0 WN: wrk against PORT, CPU and peak RSS of PID.
-# Appends "LABEL key=value ... cpu_ms=… rss_mib=…" to $WORK/results.
+# measure LABEL PID CONNECTIONS SECONDS TEMPLATE W0 WN [nowarm]: wrk against PORT, CPU and peak
+# RSS of PID. Appends "LABEL key=value ... cpu_ms=… rss_mib=…" to $WORK/results.
 measure() {
 	local label=$1 pid=$2 c=$3 d=$4 tmpl=$5 w0=$6 wn=$7
 	# warm-up, not measured (connections, first allocations)
-	run_wrk "$c" 2 "$tmpl" "$w0" "$wn" >/dev/null
+	[ -n "${8:-}" ] || run_wrk "$c" 2 "$tmpl" "$w0" "$wn" >/dev/null
 	reset_peak "$pid"
 	local cpu0 cpu1 line reqs
 	cpu0=$(cpu_of "$pid")
@@ -180,13 +180,43 @@ measure() {
 	echo "$label $line cpu_ms=$cpu_ms rss_mib=$(peak_mib "$pid")" | tee -a "$WORK/results" >&2
 }
 
-# baseline LABEL FILE ENDPOINT QUERY W0 WN
+# baseline LABEL SECONDS FILE ENDPOINT QUERY W0 WN
 baseline() {
-	local label=$1 file=$2 endpoint=$3 query=$4 w0=$5 wn=$6
+	local label=$1 d=$2 file=$3 endpoint=$4 query=$5 w0=$6 wn=$7
 	local q=${query//\{n\}/0000000}
 	local line
-	line=$(timeout $((SECS + 60)) "$BASELINE" run "$WORK/images/$file" "$endpoint" "$q" "$CORES" "$SECS" "$w0:$((w0 + wn))" | sed -n 's/^RESULT //p')
+	line=$(timeout $((d + 60)) "$BASELINE" run "$WORK/images/$file" "$endpoint" "$q" "$CORES" "$d" "$w0:$((w0 + wn))" | sed -n 's/^RESULT //p')
 	echo "$label $line" | tee -a "$WORK/results" >&2
+}
+
+# merge LABEL: one results line for LABEL from its slices' lines (LABEL#1, LABEL#2, …): requests,
+# seconds, non-2xx and errors summed, req/s and CPU per request over the sums, p50 the slices'
+# median, p99 and peak RSS their highest.
+merge() {
+	awk -v l="$1" '
+		{ split($1, a, "#") }
+		a[1] == l && a[2] != "" {
+			n++
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1], n] = kv[2]; keys[kv[1]] = 1 }
+		}
+		END {
+			for (i = 1; i <= n; i++) { req += v["requests", i]; sec += v["seconds", i]; cpu += v["cpu_ms", i] * v["requests", i] }
+			out = sprintf("%s requests=%d seconds=%.3f rps=%.2f", l, req, sec, req / sec)
+			for (i = 1; i <= n; i++) { # insertion sort (mawk has no asort)
+				x = v["p50_ms", i] + 0
+				for (j = i - 1; j >= 1 && p50[j] > x; j--) p50[j + 1] = p50[j]
+				p50[j + 1] = x
+			}
+			out = out sprintf(" p50_ms=%.2f", p50[int((n + 1) / 2)])
+			hi["p99_ms"] = 0; hi["rss_mib"] = 0; hi["peak_rss_mib"] = 0
+			for (i = 1; i <= n; i++) for (k in hi) if (v[k, i] + 0 > hi[k]) hi[k] = v[k, i] + 0
+			out = out sprintf(" p99_ms=%.2f", hi["p99_ms"])
+			for (k in keys) if (k == "non2xx" || k == "errors") { t = 0; for (i = 1; i <= n; i++) t += v[k, i]; out = out " " k "=" t }
+			out = out sprintf(" cpu_ms=%.2f", cpu / req)
+			if ("rss_mib" in keys) out = out " rss_mib=" hi["rss_mib"]
+			if ("peak_rss_mib" in keys) out = out " peak_rss_mib=" hi["peak_rss_mib"]
+			print out
+		}' "$WORK/results" | tee -a "$WORK/results" >&2
 }
 
 get() { # key from a results line: get LABEL KEY
@@ -211,14 +241,24 @@ curl -s -o /dev/null "http://127.0.0.1:$PORT$u"
 XCACHE=$(curl -s -D - -o /dev/null "http://127.0.0.1:$PORT$u" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-cache" {print $2}')
 say "second request of one URL: X-Cache=${XCACHE:-<none>}"
 
+# The baseline and the server take turns in ROUNDS slices of SECS / ROUNDS seconds each: this
+# shared machine's speed drifts by several per cent over a minute, and back-to-back phases
+# would put that drift into the ratios.
+ROUNDS=3
+SLICE=$(((SECS + ROUNDS - 1) / ROUNDS))
 for s in "${SCENARIOS[@]}"; do
 	IFS='|' read -r name file endpoint query w0 wn _ <<<"$s"
-	say "cold $name: baseline, $CORES threads"
-	baseline "base_$name" "$file" "$endpoint" "$query" "$w0" "$wn"
-	for c in "$CORES" $((8 * CORES)); do
-		say "cold $name: server, $c connections"
-		measure "srv_${name}_c$c" "$SERVER_PID" "$c" "$SECS" "/$endpoint?$query&file=$file" "$w0" "$wn"
+	for r in $(seq 1 "$ROUNDS"); do
+		say "cold $name, round $r of $ROUNDS: baseline, $CORES threads"
+		baseline "base_$name#$r" "$SLICE" "$file" "$endpoint" "$query" "$w0" "$wn"
+		for c in "$CORES" $((8 * CORES)); do
+			say "cold $name, round $r of $ROUNDS: server, $c connections"
+			measure "srv_${name}_c$c#$r" "$SERVER_PID" "$c" "$SLICE" "/$endpoint?$query&file=$file" "$w0" "$wn" \
+				"$([ "$r" -gt 1 ] && echo nowarm)"
+		done
 	done
+	merge "base_$name"
+	for c in "$CORES" $((8 * CORES)); do merge "srv_${name}_c$c"; done
 done
 
 # ---------------------------------------------------------------------------------------------
@@ -329,7 +369,10 @@ measured in the same run on the same machine; absolute numbers are for context o
 Every request is a new URL (width cycles over 40 values and a no-op param is unique), so nothing
 is cached. Baseline: \`benches/baseline.rs\`, $CORES threads calling \`ops::run\` on the same bytes
 with the same parameters. Throughput ratio = server req/s ÷ baseline req/s (target ≥ 0.91, i.e.
-overhead ≤ 10 %); CPU ratio = server CPU ms per request ÷ baseline's.
+overhead ≤ 10 %); CPU ratio = server CPU ms per request ÷ baseline's. The baseline and the two
+server rows take turns in $ROUNDS rounds of $SLICE s each, so the machine's drift reaches all
+three alike; req/s and CPU are over the rounds' sums, p50 the rounds' median, p99 and RSS their
+highest.
 
 | scenario | baseline req/s | conns | server req/s | **throughput ratio** | p50 ms | p99 ms | CPU ms/req (server / baseline) | **CPU ratio** | peak RSS MiB | non-2xx |
 |---|---|---|---|---|---|---|---|---|---|---|
