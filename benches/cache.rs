@@ -121,6 +121,9 @@ fn bench_tiers(c: &mut Criterion) {
                     cache.insert(key(k), v.clone()).await;
                 }
             });
+            // The disk tier serves records from its batch queue for up to 50 ms before foyer
+            // writes them; wait past that so the hits below are reads.
+            std::thread::sleep(Duration::from_millis(200));
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
             while rt.block_on(cache.get(&key(n - 1))).is_none()
                 && std::time::Instant::now() < deadline
