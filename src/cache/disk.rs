@@ -813,10 +813,11 @@ mod tests {
         assert!(hit(&tier, &key(5)).await.is_none(), "purged while queued");
         tokio::time::sleep(BATCH_DELAY * 4).await;
         let written = writes() - before;
-        // A batch is three writes: the data, the block's index, the tombstone log's page. At
-        // most three batches (a slow machine may split the 12 records); foyer alone: 36.
+        // A batch is three writes: the data, the block's index, the tombstone log's page (4
+        // here, with the purge's). A slow machine may split the records into a few batches;
+        // foyer alone makes 37.
         assert!(
-            (1..=9).contains(&written),
+            (1..=18).contains(&written),
             "{written} writes for 12 records"
         );
         tier.close().await.unwrap();
