@@ -294,7 +294,7 @@ impl Batch {
 }
 
 pub(crate) struct DiskTier {
-    cache: HybridCache<Key, Blob>,
+    /// foyer itself is `batch.cache`.
     batch: Arc<Batch>,
     dir: PathBuf,
     layout: Layout,
@@ -355,13 +355,12 @@ impl DiskTier {
             Opened::Clean(_) => Generations::default(),
         };
         let batch = Arc::new(Batch {
-            cache: cache.clone(),
+            cache,
             queue: Mutex::default(),
             runtime,
             limit: block / 4,
         });
         let tier = DiskTier {
-            cache,
             batch,
             dir: dir.to_path_buf(),
             layout,
@@ -393,10 +392,10 @@ impl DiskTier {
         // two thread hops (57 µs in `cargo bench --bench cache`) on every cold request. The
         // index is asked here first. It knows every record on disk; one in foyer's own write
         // queue may be missed, which costs a transform, never a wrong answer.
-        if !self.cache.contains(key) {
+        if !self.batch.cache.contains(key) {
             return DiskRead::Miss;
         }
-        match self.cache.get(key).await {
+        match self.batch.cache.get(key).await {
             Ok(Some(entry)) => self.decoded(key, entry.value()),
             Ok(None) => DiskRead::Miss,
             Err(e) => DiskRead::Error(e.to_string()),
@@ -435,7 +434,7 @@ impl DiskTier {
     pub async fn purge(&self, key: &Key) {
         if !self.closed.load(Ordering::Acquire) {
             self.batch.remove(key);
-            self.cache.storage().wait().await;
+            self.batch.cache.storage().wait().await;
         }
     }
 
@@ -446,7 +445,8 @@ impl DiskTier {
     /// which makes any such survivor read as stale.
     pub async fn clear(&self) -> Result<(), String> {
         self.batch.clear();
-        self.cache
+        self.batch
+            .cache
             .clear()
             .await
             .map_err(|e| format!("clearing the disk cache: {e}"))
@@ -469,6 +469,7 @@ impl DiskTier {
         }
         self.batch.flush();
         let closed = self
+            .batch
             .cache
             .close()
             .await
@@ -496,7 +497,7 @@ impl DiskTier {
 
     /// Bytes written to / read from foyer's files since open.
     pub fn io_bytes(&self) -> (u64, u64) {
-        let s = self.cache.statistics();
+        let s = self.batch.cache.statistics();
         (s.disk_write_bytes() as u64, s.disk_read_bytes() as u64)
     }
 }
@@ -798,7 +799,7 @@ mod tests {
     async fn records_made_together_are_written_together() {
         let dir = tempfile::tempdir().unwrap();
         let (tier, _, _) = open(dir.path()).await;
-        let writes = || tier.cache.statistics().disk_write_ios();
+        let writes = || tier.batch.cache.statistics().disk_write_ios();
         let before = writes();
         // A few milliseconds apart, as requests finish: foyer alone would write each one
         // before the next arrives.
@@ -1085,7 +1086,7 @@ mod tests {
         let (tier, _, _) = open(dir.path()).await;
         tier.insert(key(1), Bytes::from_static(b"not a record"));
         assert!(matches!(tier.get(&key(1)).await, DiskRead::Unreadable));
-        tier.cache.storage().wait().await;
+        tier.batch.cache.storage().wait().await;
         assert!(
             matches!(tier.get(&key(1)).await, DiskRead::Miss),
             "and was deleted"
