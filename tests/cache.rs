@@ -52,6 +52,33 @@ fn fifty_concurrent_cold_requests_fetch_once_then_memory_then_disk_after_restart
     assert_eq!(s.get(&path).header("x-cache"), Some("HIT-MEMORY"));
 }
 
+/// New variants wait up to 50 ms to be written with others; a stop right after they are made
+/// (with `-grace-period 0`, pingora drops its runtimes' tasks at once) must still write them.
+#[test]
+fn variants_made_just_before_a_stop_are_on_disk_after_it() {
+    let mount = testdata();
+    let args = ["-mount", mount.to_str().unwrap()];
+    let mut dir = None;
+    for round in 0..8 {
+        let s = match dir.take() {
+            None => Imgedge::start(&args),
+            Some(d) => Imgedge::start_in(d, &args),
+        };
+        for earlier in 0..round {
+            let r = s.get(&format!("/resize?width={}&file=scene.jpg", 100 + earlier));
+            assert_eq!(
+                r.header("x-cache"),
+                Some("HIT-DISK"),
+                "width {}",
+                100 + earlier
+            );
+        }
+        let made = s.get(&format!("/resize?width={}&file=scene.jpg", 100 + round));
+        assert_eq!(made.header("x-cache"), Some("MISS"));
+        dir = Some(s.stop_keep_dir());
+    }
+}
+
 #[test]
 fn etag_and_if_none_match() {
     let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);

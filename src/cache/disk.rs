@@ -301,6 +301,8 @@ pub(crate) struct DiskTier {
     max_record: u64,
     gauges: Arc<FoyerGauges>,
     closed: AtomicBool,
+    /// `close` has finished.
+    done: AtomicBool,
     /// Serialises meta rewrites.
     meta_write: tokio::sync::Mutex<()>,
     /// The directory's `flock`, held until [`DiskTier::close`] so a successor process (a
@@ -367,6 +369,7 @@ impl DiskTier {
             max_record: block - BLOB_INDEX - ENTRY_OVERHEAD,
             gauges,
             closed: AtomicBool::new(false),
+            done: AtomicBool::new(false),
             meta_write: tokio::sync::Mutex::new(()),
             lock: std::sync::Mutex::new(Some(lock)),
         };
@@ -462,12 +465,16 @@ impl DiskTier {
             .map_err(|e| format!("writing {META_FILE}: {e}"))?
     }
 
-    /// Waits for queued writes to reach the files, then stops accepting new ones.
+    /// Stops accepting records and waits until the queued ones are in the files. A call cut
+    /// short (a stop whose runtime went away mid-close) can be repeated: the next one hands
+    /// over and waits again; once a call has finished, the next returns at once.
     pub async fn close(&self) -> Result<(), String> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if self.done.load(Ordering::Acquire) {
             return Ok(());
         }
+        self.closed.store(true, Ordering::Release);
         self.batch.flush();
+        self.batch.cache.storage().wait().await;
         let closed = self
             .batch
             .cache
@@ -476,6 +483,7 @@ impl DiskTier {
             .map_err(|e| format!("closing the disk cache: {e}"));
         // Flushed: the next process may take the directory.
         drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.done.store(true, Ordering::Release);
         closed
     }
 
