@@ -1,5 +1,5 @@
 //! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c`,
-//! `jpegwrite.c`, `webpwrite.c` and `pngpixels.c`).
+//! `jpegwrite.c`, `webpwrite.c`, `saveready.c` and `pngpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -14,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegwrite.c");
     println!("cargo:rerun-if-changed=src/ops/vips/webpwrite.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/saveready.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegerror.h");
     println!("cargo:rerun-if-changed=src/ops/vips/pngpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/shim.h");
@@ -51,13 +52,17 @@ fn main() {
             panic!("libdeflate not found through pkg-config ({e}): apt-get install libdeflate-dev")
         });
 
-    // webpwrite.c encodes with the libwebp libvips links (libvips-dev pulls in libwebp-dev).
-    let webp = pkg_config::Config::new()
-        .cargo_metadata(false)
-        .probe("libwebpmux")
-        .unwrap_or_else(|e| {
-            panic!("libwebpmux not found through pkg-config ({e}): apt-get install libwebp-dev")
-        });
+    // webpwrite.c encodes with the libwebp libvips links (libvips-dev pulls in libwebp-dev) and
+    // assembles with libwebpmux. Both are named: Debian 13's libwebpmux.pc only lists libwebp
+    // as a private requirement.
+    let [webp, webpmux] = ["libwebp", "libwebpmux"].map(|name| {
+        pkg_config::Config::new()
+            .cargo_metadata(false)
+            .probe(name)
+            .unwrap_or_else(|e| {
+                panic!("{name} not found through pkg-config ({e}): apt-get install libwebp-dev")
+            })
+    });
 
     let mut build = cc::Build::new();
     build
@@ -66,13 +71,14 @@ fn main() {
         .file("src/ops/vips/jpegpixels.c")
         .file("src/ops/vips/jpegwrite.c")
         .file("src/ops/vips/webpwrite.c")
+        .file("src/ops/vips/saveready.c")
         .file("src/ops/vips/pngpixels.c")
         .include("src/ops/vips")
         .warnings(true)
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-std=gnu11");
-    let deps = [&jpeg, &deflate, &webp];
+    let deps = [&jpeg, &deflate, &webp, &webpmux];
     for path in vips
         .include_paths
         .iter()

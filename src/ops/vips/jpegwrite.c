@@ -1,4 +1,4 @@
-/* JPEG written in the calling thread: the bytes of libvips 8.14's jpegsave, without its threads.
+/* JPEG written in the calling thread: the bytes of libvips' jpegsave, without its threads.
  *
  * Why: libvips' savers pull the image through vips_sink_disc, where a worker thread computes
  * each 16-row strip and a write-behind thread compresses it, so a 300 px thumbnail is some 40
@@ -7,14 +7,13 @@
  * worker of its own (the blocking pool): here the same strips, in the same order, are
  * computed and compressed by that thread.
  *
- * What is written is what libvips 8.14's write_vips writes (the tests compare the bytes):
- * libjpeg's defaults, optimised Huffman tables, quality Q, 4:4:4 from Q 90, no JFIF marker
- * (libvips built with libexif leaves resolution to EXIF), then unless stripped the EXIF block
- * rebuilt from the image's fields by libvips' own vips__exif_update, XMP, IPTC and the ICC
- * profile (where it fits the image), each as libvips marks and sizes them. Only for images the saver would not convert
- * (8-bit sRGB or one band, uncoded) and baseline output; anything else goes to libvips. From
- * 8.15 on, libvips rebuilds metadata in its saver base class (with its `keep` rules) and no
- * longer exports vips__exif_update: there every JPEG goes to libvips.
+ * What is written is what libvips' (8.14 to 8.16) write_vips writes (the tests compare the
+ * bytes): libjpeg's defaults, optimised Huffman tables, quality Q, 4:4:4 from Q 90, no JFIF
+ * marker (libvips built with libexif leaves resolution to EXIF), then the metadata left on
+ * the image libvips' saver would write (saveready.c: EXIF rebuilt from the image's fields,
+ * nothing when stripped) — EXIF, XMP, IPTC and the ICC profile (where it fits the image),
+ * each as libvips marks and sizes them. Only for images the saver would not convert (8-bit
+ * sRGB or one band, uncoded) and baseline output; anything else goes to libvips.
  */
 
 #include <stdio.h>
@@ -26,13 +25,6 @@
 
 #include "jpegerror.h"
 #include "shim.h"
-
-#if VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION == 14
-#define IMGEDGE_JPEG_WRITE 1
-
-/* libvips 8.14 exports it (not in its headers): rebuilds "exif-data" from the image's
- * resolution, size, orientation and exif-ifd* fields, as its JPEG saver does before writing. */
-extern int vips__exif_update(VipsImage *image);
 
 /* Rows computed and compressed at a time: libvips' fat strip, so regions (and the memory
  * they hold) are the sizes libvips' saver asks for. */
@@ -46,10 +38,6 @@ extern int vips__exif_update(VipsImage *image);
 #define XML_URL "http://ns.adobe.com/xap/1.0/"
 #define MAX_XMP_BYTES 60000
 
-#else
-#define IMGEDGE_JPEG_WRITE 0
-#endif
-
 /* How many saves took this path in the calling thread, for the tests that say it is taken
  * (per thread, so that tests running beside them do not count). */
 static __thread int used;
@@ -60,39 +48,16 @@ imgedge_jpeg_write_used(void)
 	return used;
 }
 
-#if IMGEDGE_JPEG_WRITE
-/* libvips built without libexif has an empty vips__exif_update and writes a JFIF marker
- * instead: its bytes are not the ones written here. Asked once, of a 1×1 image. */
-static gpointer
-exif_rebuilds(gpointer unused)
-{
-	VipsImage *image = vips_image_new_matrix(1, 1);
-	gboolean has = image && !vips__exif_update(image) &&
-		vips_image_get_typeof(image, VIPS_META_EXIF_NAME);
-
-	(void) unused;
-	VIPS_UNREF(image);
-	return GINT_TO_POINTER(has);
-}
-#endif
-
 /* Out-of-range qualities are left to libvips, for its error. */
 gboolean
 imgedge_jpeg_write_applies(VipsImage *in, int quality, int interlace)
 {
-#if IMGEDGE_JPEG_WRITE
-	static GOnce exif = G_ONCE_INIT;
-
-	if (!GPOINTER_TO_INT(g_once(&exif, exif_rebuilds, NULL)))
-		return FALSE;
-#endif
-	return IMGEDGE_JPEG_WRITE && !interlace && quality >= 1 && quality <= 100 &&
+	return !interlace && quality >= 1 && quality <= 100 &&
 		in->Coding == VIPS_CODING_NONE &&
 		in->BandFmt == VIPS_FORMAT_UCHAR &&
-		((in->Bands == 3 && in->Type == VIPS_INTERPRETATION_sRGB) || in->Bands == 1);
+		((in->Bands == 3 && in->Type == VIPS_INTERPRETATION_sRGB) || in->Bands == 1) &&
+		imgedge_save_ready_applies();
 }
-
-#if IMGEDGE_JPEG_WRITE
 
 /* The compressed bytes, in one g_malloc'd block that doubles as it fills. */
 typedef struct {
@@ -232,7 +197,7 @@ write_free(Write *write)
  * through a pointer that does not change after setjmp, so its fields are what they were when
  * libjpeg jumped. */
 static int
-write_compress(Write *write, int quality, int strip)
+write_compress(Write *write, int quality)
 {
 	struct jpeg_compress_struct *cinfo = &write->cinfo;
 	VipsImage *image = write->image;
@@ -261,12 +226,10 @@ write_compress(Write *write, int quality, int strip)
 	cinfo->write_JFIF_header = FALSE;
 	jpeg_start_compress(cinfo, TRUE);
 
-	if (!strip) {
-		write_blob(write, VIPS_META_EXIF_NAME, JPEG_APP0 + 1);
-		write_xmp(write);
-		write_blob(write, VIPS_META_IPTC_NAME, JPEG_APP0 + 13);
-		write_icc(write);
-	}
+	write_blob(write, VIPS_META_EXIF_NAME, JPEG_APP0 + 1);
+	write_xmp(write);
+	write_blob(write, VIPS_META_IPTC_NAME, JPEG_APP0 + 13);
+	write_icc(write);
 
 	for (int top = 0; top < image->Ysize; top += STRIP) {
 		VipsRect strip_rect = { 0, top, image->Xsize, VIPS_MIN(STRIP, image->Ysize - top) };
@@ -291,12 +254,9 @@ imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int stri
 		return -1;
 	}
 	write = g_new0(Write, 1);
-	/* A copy: the EXIF rebuild changes the image's fields, and `in` may be saved again (the
-	 * JPEG retry after a failed WebP). libvips rebuilds it on the saver's copy too. */
-	if (vips_copy(in, &write->image, NULL) || vips_image_pio_input(write->image) ||
-		(!strip && vips__exif_update(write->image)) ||
+	if (imgedge_save_ready(in, strip, &write->image) || vips_image_pio_input(write->image) ||
 		!(write->region = vips_region_new(write->image)) ||
-		write_compress(write, quality, strip)) {
+		write_compress(write, quality)) {
 		write_free(write);
 		return -1;
 	}
@@ -307,19 +267,3 @@ imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int stri
 	used++;
 	return 0;
 }
-
-#else
-
-int
-imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int strip)
-{
-	(void) in;
-	(void) buf;
-	(void) len;
-	(void) quality;
-	(void) strip;
-	vips_error("jpegwrite", "%s", "not built for this libvips");
-	return -1;
-}
-
-#endif

@@ -98,11 +98,15 @@ int imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int i
 	int strip);
 int imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality,
 	int interlace, int strip);
-/* jpegwrite.c: libvips 8.14's JPEG bytes, written from the calling thread where that applies. */
+/* saveready.c: the image libvips' saver would write (its metadata rules); whether they can be
+ * had here (libvips 8.14 to 8.16, built with libexif). */
+int imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready);
+gboolean imgedge_save_ready_applies(void);
+/* jpegwrite.c: libvips' JPEG bytes, written from the calling thread where that applies. */
 gboolean imgedge_jpeg_write_applies(VipsImage *in, int quality, int interlace);
 int imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);
 int imgedge_jpeg_write_used(void);
-/* webpwrite.c: libvips 8.14's lossy WebP bytes, written from the calling thread where that
+/* webpwrite.c: libvips' lossy WebP bytes, written from the calling thread where that
  * applies. */
 int imgedge_save_webp_libvips(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
 	int strip);

@@ -1,4 +1,4 @@
-/* Lossy WebP written in the calling thread: the bytes of libvips 8.14's webpsave, without its
+/* Lossy WebP written in the calling thread: the bytes of libvips' webpsave, without its
  * threads.
  *
  * Why: as for JPEG (jpegwrite.c), libvips' saver pulls the image through vips_sink_disc, a
@@ -6,12 +6,13 @@
  * for libwebp. Here the calling thread (already a worker of its own) computes the same strips
  * into the same frame; the encoding is libwebp's, with libvips' configuration.
  *
- * What is written is what libvips 8.14.1's webpsave writes with its defaults and Q (the tests
- * compare the bytes): WebPConfigPreset(DEFAULT, Q), method 4 (its `effort`), alpha quality
- * 100, the frame imported as RGB or RGBA, then the bitstream reassembled by libwebpmux with,
- * unless stripped, the ICC profile, the EXIF block rebuilt by libvips' own vips__exif_update
- * and XMP as chunks. Only for single-frame 8-bit sRGB images of 3 or 4 bands, lossy; anything
- * else (lossless, animations, other colourspaces, libvips other than 8.14) goes to libvips.
+ * What is written is what libvips' (8.14 to 8.16) webpsave writes with its defaults and Q (the
+ * tests compare the bytes): WebPConfigPreset(DEFAULT, Q), method 4 (its `effort`), alpha
+ * quality 100, the frame imported as RGB or RGBA, then the bitstream reassembled by
+ * libwebpmux with the metadata left on the image libvips' saver would write (saveready.c: EXIF
+ * rebuilt from the image's fields, nothing when stripped) as ICC, EXIF and XMP chunks. Only
+ * for single-frame 8-bit sRGB images of 3 or 4 bands, lossy; anything else (lossless,
+ * animations, other colourspaces, libvips from 8.17 on) goes to libvips.
  */
 
 #include <string.h>
@@ -22,13 +23,6 @@
 #include <webp/mux.h>
 
 #include "shim.h"
-
-#if VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION == 14
-#define IMGEDGE_WEBP_WRITE 1
-extern int vips__exif_update(VipsImage *image);
-#else
-#define IMGEDGE_WEBP_WRITE 0
-#endif
 
 /* Rows computed at a time (libvips' fat strip, as in jpegwrite.c). */
 #define STRIP 16
@@ -48,15 +42,13 @@ imgedge_webp_write_used(void)
 gboolean
 imgedge_webp_write_applies(VipsImage *in, int quality, int lossless)
 {
-	return IMGEDGE_WEBP_WRITE && !lossless &&
+	return !lossless &&
 		quality >= 0 && quality <= 100 &&
 		in->Coding == VIPS_CODING_NONE && in->BandFmt == VIPS_FORMAT_UCHAR &&
 		(in->Bands == 3 || in->Bands == 4) && in->Type == VIPS_INTERPRETATION_sRGB &&
 		in->Xsize <= WEBP_MAX && in->Ysize <= WEBP_MAX &&
-		vips_image_get_page_height(in) == in->Ysize;
+		vips_image_get_page_height(in) == in->Ysize && imgedge_save_ready_applies();
 }
-
-#if IMGEDGE_WEBP_WRITE
 
 /* The image's pixels, top to bottom, in one buffer: what libvips' sink hands libwebp. */
 static VipsPel *
@@ -131,10 +123,10 @@ encode(VipsImage *image, const VipsPel *frame, int quality, WebPMemoryWriter *bi
 	return 0;
 }
 
-/* The bitstream as libvips writes it: through libwebpmux, with the metadata chunks unless
- * stripped (ICC, EXIF rebuilt from the image's fields, XMP: libvips' order). */
+/* The bitstream as libvips writes it: through libwebpmux, with the metadata chunks the image
+ * carries (libwebpmux puts them in the container's order). */
 static int
-assemble(VipsImage *image, const WebPMemoryWriter *bitstream, int strip, WebPData *out)
+assemble(VipsImage *image, const WebPMemoryWriter *bitstream, WebPData *out)
 {
 	static const struct {
 		const char *vips;
@@ -152,21 +144,17 @@ assemble(VipsImage *image, const WebPMemoryWriter *bitstream, int strip, WebPDat
 		vips_error("webpwrite", "%s", "mux error");
 		return -1;
 	}
-	if (!strip) {
-		if (vips__exif_update(image))
-			goto done;
-		for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++) {
-			WebPData chunk;
+	for (size_t i = 0; i < G_N_ELEMENTS(chunks); i++) {
+		WebPData chunk;
 
-			if (!vips_image_get_typeof(image, chunks[i].vips))
-				continue;
-			if (vips_image_get_blob(image, chunks[i].vips, (const void **) &chunk.bytes,
-				    &chunk.size))
-				goto done;
-			if (WebPMuxSetChunk(mux, chunks[i].webp, &chunk, 1) != WEBP_MUX_OK) {
-				vips_error("webpwrite", "%s", "chunk add error");
-				goto done;
-			}
+		if (!vips_image_get_typeof(image, chunks[i].vips))
+			continue;
+		if (vips_image_get_blob(image, chunks[i].vips, (const void **) &chunk.bytes,
+			    &chunk.size))
+			goto done;
+		if (WebPMuxSetChunk(mux, chunks[i].webp, &chunk, 1) != WEBP_MUX_OK) {
+			vips_error("webpwrite", "%s", "chunk add error");
+			goto done;
 		}
 	}
 	if (WebPMuxAssemble(mux, out) != WEBP_MUX_OK) {
@@ -193,10 +181,9 @@ imgedge_webp_write(VipsImage *in, void **buf, size_t *len, int quality, int stri
 		return -1;
 	}
 	WebPMemoryWriterInit(&bitstream);
-	/* A copy: the EXIF rebuild changes the image's fields (libvips rebuilds it on its copy). */
-	if (vips_copy(in, &image, NULL) || vips_image_pio_input(image) ||
+	if (imgedge_save_ready(in, strip, &image) || vips_image_pio_input(image) ||
 		!(frame = frame_of(image)) || encode(image, frame, quality, &bitstream) ||
-		assemble(image, &bitstream, strip, &assembled))
+		assemble(image, &bitstream, &assembled))
 		goto done;
 	*buf = g_memdup2(assembled.bytes, assembled.size);
 	*len = assembled.size;
@@ -209,22 +196,6 @@ done:
 	VIPS_UNREF(image);
 	return result;
 }
-
-#else
-
-int
-imgedge_webp_write(VipsImage *in, void **buf, size_t *len, int quality, int strip)
-{
-	(void) in;
-	(void) buf;
-	(void) len;
-	(void) quality;
-	(void) strip;
-	vips_error("webpwrite", "%s", "not built for this libvips");
-	return -1;
-}
-
-#endif
 
 /* libvips 8.14.0 and 8.14.1 ignore webpsave's `strip` (fixed in 8.14.2: "fix strip arg to
  * webpsave"), so what they write keeps the ICC profile, EXIF and XMP that `stripmeta` asked
