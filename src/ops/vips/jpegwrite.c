@@ -7,8 +7,8 @@
  * worker of its own (the blocking pool): here the same strips, in the same order, are
  * computed and compressed by that thread.
  *
- * What is written is what libvips' (8.14 to 8.16) write_vips writes (the tests compare the
- * bytes): libjpeg's defaults, optimised Huffman tables, quality Q, 4:4:4 from Q 90, no JFIF
+ * What is written is what libvips' write_vips writes (8.14 to 8.18 tested; the tests compare
+ * the bytes): libjpeg's defaults, optimised Huffman tables, quality Q, 4:4:4 from Q 90, no JFIF
  * marker (libvips built with libexif leaves resolution to EXIF), then the metadata left on
  * the image libvips' saver would write (saveready.c: EXIF rebuilt from the image's fields,
  * nothing when stripped) — EXIF, XMP, IPTC and the ICC profile (where it fits the image),

@@ -2273,9 +2273,9 @@ mod tests {
     #[test]
     fn jpegs_are_the_bytes_libvips_writes() {
         // jpegwrite.c writes baseline 8-bit sRGB and one-band JPEGs from the calling thread
-        // (libvips 8.14 to 8.16); the bytes must be libvips' own: markers (EXIF rebuilt, XMP,
-        // IPTC, an ICC profile over two markers), 4:2:0 and 4:4:4, every strip height,
-        // stripped or not.
+        // (any libvips built with libexif); the bytes must be libvips' own: markers (EXIF
+        // rebuilt, XMP, IPTC, an ICC profile over two markers), 4:2:0 and 4:4:4, every strip
+        // height, stripped or not.
         let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
         let mut iptc = b"Photoshop 3.0\0".to_vec();
         iptc.extend_from_slice(b"8BIM\x04\x04\0\0\0\0\0\x05\x1c\x02\x05\0\0");
@@ -2343,20 +2343,10 @@ mod tests {
         }
         // SAFETY: reads a counter.
         let used = unsafe { ffi::imgedge_jpeg_write_used() } - used_before;
-        if own_writers_built() {
-            assert!(
-                used >= saves,
-                "jpegwrite.c wrote {used} of the {saves} JPEGs"
-            );
-        }
-    }
-
-    /// Whether jpegwrite.c and webpwrite.c are built for the libvips installed: 8.14 to 8.16
-    /// (saveready.c), and the tests must then see them used.
-    fn own_writers_built() -> bool {
-        ["8.14.", "8.15.", "8.16."]
-            .iter()
-            .any(|v| version().starts_with(v))
+        assert!(
+            used >= saves,
+            "jpegwrite.c wrote {used} of the {saves} JPEGs"
+        );
     }
 
     /// libvips' own webpsave, whatever webpwrite.c would do.
@@ -2386,9 +2376,10 @@ mod tests {
     #[test]
     fn webps_are_the_bytes_libvips_writes() {
         // webpwrite.c encodes single-frame lossy 8-bit sRGB (3 or 4 bands) from the calling
-        // thread (libvips 8.14 to 8.16); the bytes must be libvips' own: the ICC profile, the EXIF
-        // block rebuilt (orientation changed) and XMP as chunks unless stripped, RGB and RGBA,
-        // every strip height, the qualities at both ends. Grey and lossless stay libvips'.
+        // thread (any libvips built with libexif); the bytes must be libvips' own: the ICC
+        // profile, the EXIF block rebuilt (orientation changed) and XMP as chunks unless
+        // stripped, RGB and RGBA, every strip height, the qualities at both ends. Grey and
+        // lossless stay libvips'.
         let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
         let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
         xmp_marker.extend_from_slice(&xmp);
@@ -2454,11 +2445,7 @@ mod tests {
         }
         // SAFETY: reads a counter.
         let used = unsafe { ffi::imgedge_webp_write_used() } - used_before;
-        if own_writers_built() {
-            assert_eq!(used, ours_expected, "webpwrite.c wrote {used} WebPs");
-        } else {
-            assert_eq!(used, 0);
-        }
+        assert_eq!(used, ours_expected, "webpwrite.c wrote {used} WebPs");
     }
 
     #[test]
@@ -2801,18 +2788,28 @@ mod tests {
         let stream = zlib(&rows);
         let first_rows = |img: &[u8], n: usize| img[..n * w * bpp] == pixels[..n * w * bpp];
 
-        // Read in full by both: a wrong Adler-32 (libvips tells libpng to ignore it), and more
-        // image data than the image has (libpng stops at the last row).
+        // Read in full by both: a wrong Adler-32 (libvips tells libpng or libspng to ignore it),
+        // and more image data than the image has (libpng stops at the last row). libvips 8.17
+        // went back to libpng, and Debian's (sid, libvips 8.18) checks the checksum anyway: there
+        // libvips' pixels differ, while ours stay the ones 8.14 to 8.16 read.
         let mut adler = stream.clone();
         let end = adler.len() - 1;
         adler[end] ^= 0x55;
         let mut extra_row = rows.clone();
         extra_row.extend_from_slice(&rows[..w * bpp + 1]);
+        let minor: u32 = version()
+            .split('.')
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap();
         for (name, file) in [
             ("bad adler32", png_file(w, h, 6, &adler, 0)),
             ("too much data", png_file(w, h, 6, &zlib(&extra_row), 64)),
         ] {
             for (reader, img) in [("ours", load_ours(&file)), ("libvips", load_libvips(&file))] {
+                if name == "bad adler32" && reader == "libvips" && minor >= 17 {
+                    continue;
+                }
                 let img = img.and_then(|i| i.to_pixels());
                 assert!(img.unwrap() == pixels, "{name}, {reader}: pixels differ");
             }

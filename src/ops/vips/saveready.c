@@ -9,18 +9,14 @@
  * function is hidden. There the work is asked of the base class itself, through a saver of our
  * own that writes nothing (`imgedge_save_ready`), so every libvips keeps its own rules.
  *
- * Only for images a saver keeps as they are (8-bit, uncoded: what the two writers take).
- * libvips 8.17 changed the saver class's fields; it and later versions are not built for here
- * (`IMGEDGE_SAVE_READY` 0): the writers step aside there.
+ * Only for images a saver keeps as they are (8-bit, uncoded: what the two writers take). The
+ * saver class's fields became flags in 8.17; both forms are set below.
  */
 
 #define VIPS_DISABLE_COMPAT
 #include <vips/vips.h>
 
 #include "shim.h"
-
-#define IMGEDGE_SAVE_READY \
-	(VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION >= 14 && VIPS_MINOR_VERSION <= 16)
 
 #if VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION == 14
 
@@ -51,7 +47,7 @@ imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready)
 	return 0;
 }
 
-#elif VIPS_MAJOR_VERSION == 8 && (VIPS_MINOR_VERSION == 15 || VIPS_MINOR_VERSION == 16)
+#else
 
 /* A saver that saves nothing: its build is the base class's, which leaves `ready`. */
 typedef VipsForeignSave ImgedgeSaveReady;
@@ -78,9 +74,14 @@ imgedge_save_ready_op_class_init(ImgedgeSaveReadyClass *class)
 	/* libvips' saver search reads every saver's suffixes (and crashes on none): one that no
 	 * file name asks for. */
 	((VipsForeignClass *) class)->suffs = suffixes;
-	class->saveable = VIPS_SAVEABLE_ANY;
 	class->format_table = same_format;
+#if VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION <= 16
+	class->saveable = VIPS_SAVEABLE_ANY;
 	class->coding[VIPS_CODING_NONE] = TRUE;
+#else
+	class->saveable = VIPS_FOREIGN_SAVEABLE_ANY;
+	class->coding = VIPS_FOREIGN_CODING_NONE;
+#endif
 }
 
 static void
@@ -108,23 +109,10 @@ imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready)
 	return 0;
 }
 
-#else
-
-int
-imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready)
-{
-	(void) in;
-	(void) strip;
-	(void) ready;
-	vips_error("saveready", "%s", "not built for this libvips");
-	return -1;
-}
-
 #endif
 
-/* Whether the writers may use this: libvips 8.14 to 8.16, built with libexif (without it
- * libvips rebuilds no EXIF, and its JPEG saver writes a JFIF marker instead). Asked once, of a
- * 1×1 image. */
+/* Whether the writers may use this: libvips built with libexif (without it libvips rebuilds
+ * no EXIF, and its JPEG saver writes a JFIF marker instead). Asked once, of a 1×1 image. */
 static gpointer
 exif_rebuilds(gpointer unused)
 {
@@ -133,7 +121,7 @@ exif_rebuilds(gpointer unused)
 	gboolean has;
 
 	(void) unused;
-	has = IMGEDGE_SAVE_READY && !vips_black(&image, 1, 1, NULL) &&
+	has = !vips_black(&image, 1, 1, NULL) &&
 		!imgedge_save_ready(image, FALSE, &ready) &&
 		vips_image_get_typeof(ready, VIPS_META_EXIF_NAME);
 	VIPS_UNREF(ready);

@@ -99,7 +99,7 @@ int imgedge_save_jpeg(VipsImage *in, void **buf, size_t *len, int quality, int i
 int imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality,
 	int interlace, int strip);
 /* saveready.c: the image libvips' saver would write (its metadata rules); whether they can be
- * had here (libvips 8.14 to 8.16, built with libexif). */
+ * had here (libvips built with libexif). */
 int imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready);
 gboolean imgedge_save_ready_applies(void);
 /* jpegwrite.c: libvips' JPEG bytes, written from the calling thread where that applies. */

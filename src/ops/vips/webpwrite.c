@@ -6,13 +6,13 @@
  * for libwebp. Here the calling thread (already a worker of its own) computes the same strips
  * into the same frame; the encoding is libwebp's, with libvips' configuration.
  *
- * What is written is what libvips' (8.14 to 8.16) webpsave writes with its defaults and Q (the
- * tests compare the bytes): WebPConfigPreset(DEFAULT, Q), method 4 (its `effort`), alpha
- * quality 100, the frame imported as RGB or RGBA, then the bitstream reassembled by
- * libwebpmux with the metadata left on the image libvips' saver would write (saveready.c: EXIF
- * rebuilt from the image's fields, nothing when stripped) as ICC, EXIF and XMP chunks. Only
- * for single-frame 8-bit sRGB images of 3 or 4 bands, lossy; anything else (lossless,
- * animations, other colourspaces, libvips from 8.17 on) goes to libvips.
+ * What is written is what libvips' webpsave writes with its defaults and Q (8.14 to 8.18
+ * tested; the tests compare the bytes): WebPConfigPreset(DEFAULT, Q), method 4 (its
+ * `effort`), alpha quality 100, the frame imported as RGB or RGBA, then the bitstream
+ * reassembled by libwebpmux with the metadata left on the image libvips' saver would write
+ * (saveready.c: EXIF rebuilt from the image's fields, nothing when stripped) as ICC, EXIF and
+ * XMP chunks. Only for single-frame 8-bit sRGB images of 3 or 4 bands, lossy; anything else
+ * (lossless, animations, other colourspaces) goes to libvips.
  */
 
 #include <string.h>
