@@ -40,7 +40,7 @@ run: build
 	@echo "  curl -o out.png -X POST --data-binary @testdata/badge.png 'http://localhost:$(PORT)/thumbnail?width=200&type=png'"
 	@echo "  open http://localhost:$(PORT)/form in a browser"
 	@echo
-	PORT= ./target/release/imgedge -p $(PORT) -mount testdata -grace-period 1
+	PORT= $${CARGO_TARGET_DIR:-target}/release/imgedge -p $(PORT) -mount testdata -grace-period 1
 
 test-servers: deps
 	@command -v s3s-fs >/dev/null || [ -x "$${CARGO_HOME:-$$HOME/.cargo}/bin/s3s-fs" ] || \

@@ -23,7 +23,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-BIN=$ROOT/target/release/imgedge
+# cargo's output directory: ./target unless CARGO_TARGET_DIR says otherwise.
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET/release/imgedge
 CORES=$(nproc)
 SECS=${BENCH_SECONDS:-15}
 SOAK=${BENCH_SOAK_SECONDS:-300}
@@ -77,7 +79,7 @@ reset_peak() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 # ---------------------------------------------------------------------------------------------
 say "building the baseline and writing the inputs"
 cargo bench --locked --bench baseline --no-run >/dev/null 2>&1 || cargo bench --locked --bench baseline --no-run
-BASELINE=$(ls -t "$ROOT"/target/release/deps/baseline-* | grep -v '\.d$' | head -1)
+BASELINE=$(ls -t "$TARGET"/release/deps/baseline-* | grep -v '\.d$' | head -1)
 "$BASELINE" write "$WORK/images" >&2
 
 # Cache flags, when this build has them: each server start gets an empty cache directory of
