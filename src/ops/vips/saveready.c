@@ -56,7 +56,7 @@ typedef VipsForeignSaveClass ImgedgeSaveReadyClass;
 G_DEFINE_TYPE(ImgedgeSaveReady, imgedge_save_ready_op, VIPS_TYPE_FOREIGN_SAVE);
 
 /* Every format kept as it is (the writers only take 8-bit images anyway). */
-static VipsBandFormat same_format[10] = {
+static VipsBandFormat same_format[VIPS_FORMAT_LAST] = {
 	VIPS_FORMAT_UCHAR, VIPS_FORMAT_CHAR, VIPS_FORMAT_USHORT, VIPS_FORMAT_SHORT,
 	VIPS_FORMAT_UINT, VIPS_FORMAT_INT, VIPS_FORMAT_FLOAT, VIPS_FORMAT_COMPLEX,
 	VIPS_FORMAT_DOUBLE, VIPS_FORMAT_DPCOMPLEX
