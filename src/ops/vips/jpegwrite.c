@@ -148,6 +148,11 @@ write_xmp(Write *write)
 	g_free(marker);
 }
 
+/* Whether libvips' JPEG saver itself drops a profile that does not fit the image: 8.14's
+ * does; from 8.15 on the saver base class has already dropped it (saveready.c), so asking lcms
+ * again would only repeat the work. */
+#define DROP_UNFIT_ICC (VIPS_MAJOR_VERSION == 8 && VIPS_MINOR_VERSION == 14)
+
 /* ICC: split over as many APP2 markers as it needs, each "ICC_PROFILE\0", its number and the
  * count (the ICC specification's embedding, as libvips and lcms write it). A profile that does
  * not fit the image (an RGB one on a grey image, or not a profile) is dropped, as libvips'
@@ -162,7 +167,8 @@ write_icc(Write *write)
 	if (!vips_image_get_typeof(write->image, VIPS_META_ICC_NAME) ||
 		vips_image_get_blob(write->image, VIPS_META_ICC_NAME, (const void **) &data,
 			&length) ||
-		length == 0 || !vips_icc_is_compatible_profile(write->image, data, length))
+		length == 0 ||
+		(DROP_UNFIT_ICC && !vips_icc_is_compatible_profile(write->image, data, length)))
 		return;
 	count = (int) ((length + MAX_ICC_BYTES_IN_MARKER - 1) / MAX_ICC_BYTES_IN_MARKER);
 	while (length > 0) {
