@@ -9,7 +9,7 @@
 
 FROM rust:1-slim-trixie AS build
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libvips-dev libjpeg-dev libdeflate-dev pkg-config build-essential cmake clang \
+ && apt-get install -y --no-install-recommends libvips-dev libjpeg-dev libdeflate-dev libpng-dev pkg-config build-essential cmake clang \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Cargo reads every target named in Cargo.toml (benches included) before building anything.

@@ -6,11 +6,11 @@
 SHELL := /bin/bash
 PORT ?= 8088
 CARGO ?= cargo
-# libvips with its loaders/savers, libjpeg's and libdeflate's headers (the shim decodes JPEG
-# and inflates PNG pixels itself),
+# libvips with its loaders/savers, libjpeg's, libdeflate's and libpng's headers (the shim
+# decodes JPEG and reads and writes PNG pixels itself),
 # pkg-config + a C compiler for the shim, cmake/clang for crates that build C, fonts for text
 # watermarks; haproxy for the cluster tests (tests/cluster.rs).
-APT_PACKAGES := libvips-dev libjpeg-dev libdeflate-dev pkg-config build-essential cmake clang fonts-dejavu-core curl openssl haproxy
+APT_PACKAGES := libvips-dev libjpeg-dev libdeflate-dev libpng-dev pkg-config build-essential cmake clang fonts-dejavu-core curl openssl haproxy
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: deps test-servers build run test bench clean

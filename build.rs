@@ -1,5 +1,5 @@
 //! Compiles the libvips shim (`src/ops/vips/shim.c`, with `reduce.c`, `jpegpixels.c`,
-//! `jpegwrite.c`, `webpwrite.c`, `saveready.c` and `pngpixels.c`).
+//! `jpegwrite.c`, `webpwrite.c`, `pngwrite.c`, `saveready.c` and `pngpixels.c`).
 //!
 //! libvips' API is varargs (`vips_resize(in, &out, scale, "vscale", v, NULL)`), which Rust can
 //! call but not check; option names also change between releases (`strip` became `keep` in 8.15).
@@ -14,6 +14,7 @@ fn main() {
     println!("cargo:rerun-if-changed=src/ops/vips/jpegpixels.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegwrite.c");
     println!("cargo:rerun-if-changed=src/ops/vips/webpwrite.c");
+    println!("cargo:rerun-if-changed=src/ops/vips/pngwrite.c");
     println!("cargo:rerun-if-changed=src/ops/vips/saveready.c");
     println!("cargo:rerun-if-changed=src/ops/vips/jpegerror.h");
     println!("cargo:rerun-if-changed=src/ops/vips/pngpixels.c");
@@ -43,13 +44,21 @@ fn main() {
             panic!("libjpeg not found through pkg-config ({e}): apt-get install libjpeg-dev")
         });
 
-    // pngpixels.c inflates PNG image data with libdeflate (libtiff's, so already installed
-    // wherever libvips is; the headers are libdeflate-dev).
+    // pngpixels.c inflates and pngwrite.c deflates PNG image data with libdeflate (libtiff's,
+    // so already installed wherever libvips is; the headers are libdeflate-dev).
     let deflate = pkg_config::Config::new()
         .cargo_metadata(false)
         .probe("libdeflate")
         .unwrap_or_else(|e| {
             panic!("libdeflate not found through pkg-config ({e}): apt-get install libdeflate-dev")
+        });
+
+    // pngwrite.c asks libpng (libvips 8.14's PNG writer) whether it would write an ICC profile.
+    let png = pkg_config::Config::new()
+        .cargo_metadata(false)
+        .probe("libpng")
+        .unwrap_or_else(|e| {
+            panic!("libpng not found through pkg-config ({e}): apt-get install libpng-dev")
         });
 
     // webpwrite.c encodes with the libwebp libvips links (libvips-dev pulls in libwebp-dev) and
@@ -71,6 +80,7 @@ fn main() {
         .file("src/ops/vips/jpegpixels.c")
         .file("src/ops/vips/jpegwrite.c")
         .file("src/ops/vips/webpwrite.c")
+        .file("src/ops/vips/pngwrite.c")
         .file("src/ops/vips/saveready.c")
         .file("src/ops/vips/pngpixels.c")
         .include("src/ops/vips")
@@ -78,7 +88,7 @@ fn main() {
         .extra_warnings(true)
         .flag_if_supported("-Wno-unused-parameter")
         .flag_if_supported("-std=gnu11");
-    let deps = [&jpeg, &deflate, &webp, &webpmux];
+    let deps = [&jpeg, &deflate, &png, &webp, &webpmux];
     for path in vips
         .include_paths
         .iter()

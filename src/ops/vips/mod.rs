@@ -127,6 +127,20 @@ mod ffi {
         pub fn imgedge_jpeg_write_used() -> c_int;
         #[cfg(test)]
         pub fn imgedge_webp_write_used() -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_png_write_used() -> c_int;
+        #[cfg(test)]
+        pub fn imgedge_save_png_libvips(
+            im: *mut VipsImage,
+            buf: *mut *mut c_void,
+            len: *mut usize,
+            compression: c_int,
+            interlace: c_int,
+            palette: c_int,
+            quality: c_int,
+            effort: c_int,
+            strip: c_int,
+        ) -> c_int;
         pub fn imgedge_load_libvips(
             buf: *const c_void,
             len: usize,
@@ -243,6 +257,7 @@ mod ffi {
             buf: *mut *mut c_void,
             len: *mut usize,
             compression: c_int,
+            zlib_level: c_int,
             interlace: c_int,
             palette: c_int,
             quality: c_int,
@@ -590,6 +605,8 @@ pub enum Saver {
         interlace: bool,
     },
     Png {
+        /// zlib's level (0-9), as imaginary's users know it: each writer takes the level of
+        /// its own deflate that writes files no larger (pngwrite.c, `zlib::png_level`).
         compression: u32,
         interlace: bool,
         palette: bool,
@@ -1359,6 +1376,7 @@ impl Image {
                         &mut buf,
                         &mut len,
                         to_c(compression),
+                        to_c(zlib::png_level(compression)),
                         interlace as c_int,
                         palette as c_int,
                         to_c(quality),
@@ -2456,6 +2474,230 @@ mod tests {
         // SAFETY: reads a counter.
         let used = unsafe { ffi::imgedge_webp_write_used() } - used_before;
         assert_eq!(used, ours_expected, "webpwrite.c wrote {used} WebPs");
+    }
+
+    /// libvips' own pngsave, whatever pngwrite.c would do.
+    fn save_png_libvips(img: &Image, compression: u32, strip: bool) -> Vec<u8> {
+        // SAFETY: a live image.
+        saved_by("pngsave_buffer", |buf, len| unsafe {
+            let (c, strip) = (to_c(compression), strip as c_int);
+            ffi::imgedge_save_png_libvips(img.raw(), buf, len, c, 0, 0, 75, 7, strip)
+        })
+        .unwrap()
+    }
+
+    /// A PNG file's chunks, each CRC checked, with the data of zTXt and iCCP inflated.
+    fn png_chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
+        extern "C" {
+            // zlib's API (zlib-rs, src/ops/vips/zlib.rs).
+            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
+            fn uncompress(
+                dest: *mut u8,
+                dest_len: *mut std::ffi::c_ulong,
+                src: *const u8,
+                src_len: std::ffi::c_ulong,
+            ) -> c_int;
+        }
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        let (mut at, mut out) = (8, vec![]);
+        while at + 12 <= png.len() {
+            let size = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+            let typed = &png[at + 4..at + 8 + size];
+            let crc = u32::from_be_bytes(png[at + 8 + size..at + 12 + size].try_into().unwrap());
+            // SAFETY: a slice's pointer and length.
+            let computed = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) };
+            assert_eq!(
+                computed as u32,
+                crc,
+                "CRC of {:?}",
+                String::from_utf8_lossy(&typed[..4])
+            );
+            let name: [u8; 4] = typed[..4].try_into().unwrap();
+            let mut data = typed[4..].to_vec();
+            if matches!(&name, b"zTXt" | b"iCCP") {
+                let key = data.iter().position(|&b| b == 0).unwrap();
+                assert_eq!(data[key + 1], 0, "compression method");
+                let mut inflated = vec![0u8; 1 << 20];
+                let mut len = inflated.len() as std::ffi::c_ulong;
+                let z = &data[key + 2..];
+                // SAFETY: buffers of the lengths given.
+                let rc = unsafe {
+                    uncompress(inflated.as_mut_ptr(), &mut len, z.as_ptr(), z.len() as _)
+                };
+                assert_eq!(rc, 0, "zlib stream of {:?}", String::from_utf8_lossy(&name));
+                inflated.truncate(len as usize);
+                data.truncate(key + 1);
+                data.extend_from_slice(&inflated);
+            }
+            out.push((name, data));
+            at += 12 + size;
+        }
+        assert_eq!(at, png.len(), "trailing bytes");
+        out
+    }
+
+    /// A PNG of the test pattern with `extra` chunks (name, data) after IHDR.
+    fn png_with_chunks(w: u32, h: u32, extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
+        let plain = Image::test_pattern(w, h, 3)
+            .unwrap()
+            .save(
+                &Saver::Png {
+                    compression: 6,
+                    interlace: false,
+                    palette: false,
+                    quality: 75,
+                    effort: 7,
+                },
+                true,
+            )
+            .unwrap();
+        extern "C" {
+            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
+        }
+        let mut png = plain[..8 + 25].to_vec();
+        for (name, data) in extra {
+            let mut typed = name.to_vec();
+            typed.extend_from_slice(data);
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            png.extend_from_slice(&typed);
+            // SAFETY: a slice's pointer and length.
+            let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
+            png.extend_from_slice(&crc.to_be_bytes());
+        }
+        png.extend_from_slice(&plain[8 + 25..]);
+        png
+    }
+
+    #[test]
+    fn pngs_read_back_as_the_pngs_libvips_writes() {
+        // pngwrite.c writes 8-bit RGB(A) and grey(+alpha) PNGs from the calling thread, deflated
+        // by libdeflate: the bytes differ from libvips', what they hold must not. Read back by
+        // libvips, every pixel and every metadata field (EXIF rebuilt after a rotation, XMP, the
+        // ICC profile where libpng takes it, comments, resolution) must be libvips' own; on
+        // 8.14 the chunks too, in libvips' order (libpng's second eXIf after the image data
+        // aside). Strip heights, 1×1, every compression, stripped or not.
+        let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
+        let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        xmp_marker.extend_from_slice(&xmp);
+        // An RGB display profile (a header, no tags): libpng writes it with the D50 PCS
+        // illuminant, and refuses it (so libvips drops it) without, or on grey images.
+        let profile = |d50: bool| {
+            let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
+            let mut profile = vec![0u8; 600];
+            profile[..4].copy_from_slice(&600u32.to_be_bytes());
+            profile[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
+            profile[12..16].copy_from_slice(b"mntr");
+            profile[16..20].copy_from_slice(b"RGB ");
+            profile[20..24].copy_from_slice(b"XYZ ");
+            profile[36..40].copy_from_slice(b"acsp");
+            if d50 {
+                profile[68..80].copy_from_slice(&[0, 0, 0xf6, 0xd6, 0, 1, 0, 0, 0, 0, 0xd3, 0x2d]);
+            }
+            // Bytes that do not compress (libpng cannot read an iCCP chunk shorter than its
+            // keyword buffer back: "too short").
+            let mut x = 1u32;
+            for b in &mut profile[132..] {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                *b = (x >> 24) as u8;
+            }
+            icc.extend_from_slice(&profile);
+            icc
+        };
+        let commented = decode(&png_with_chunks(
+            50,
+            40,
+            &[
+                (b"tEXt", b"Comment\0hello"),
+                (
+                    b"zTXt",
+                    b"Title\0\0\x78\x9c\x2b\xc9\x2c\xc9\x49\x05\x00\x06\x86\x02\x23",
+                ),
+            ],
+        ));
+        assert!(commented
+            .fields()
+            .iter()
+            .any(|f| f.starts_with("png-comment-1-Title=title")));
+        // SAFETY: reads a counter.
+        let used_before = unsafe { ffi::imgedge_png_write_used() };
+        let mut saves = 0;
+        let mut icc_written = 0;
+        for (w, h, d50) in [
+            (333, 211, true),
+            (1, 1, true),
+            (17, 1000, false),
+            (640, 33, false),
+        ] {
+            let markers = [(0xe1, xmp_marker.clone()), (0xe2, profile(d50))];
+            let mut variants = saver_inputs(w, h, 3, &markers);
+            for bands in [4, 2, 1] {
+                variants.push(Image::test_pattern(w, h, bands).unwrap());
+            }
+            if w == 333 {
+                variants.push(commented.clone());
+            }
+            for img in &variants {
+                for (compression, strip) in
+                    [(6, false), (6, true), (0, false), (1, false), (9, true)]
+                {
+                    let png = |compression| Saver::Png {
+                        compression,
+                        interlace: false,
+                        palette: false,
+                        quality: 75,
+                        effort: 7,
+                    };
+                    let ours = img.save(&png(compression), strip).unwrap();
+                    let libvips = save_png_libvips(img, compression, strip);
+                    let shown = format!(
+                        "{}×{}×{} compression {compression} strip {strip}: {} bytes, libvips {}",
+                        img.width(),
+                        img.height(),
+                        img.bands(),
+                        ours.len(),
+                        libvips.len()
+                    );
+                    let (a, b) = (decode(&ours), decode(&libvips));
+                    assert_eq!(a.fields(), b.fields(), "{shown}");
+                    assert!(a.to_pixels().unwrap() == b.to_pixels().unwrap(), "{shown}");
+                    let chunks = png_chunks(&ours);
+                    let count = |name: &[u8; 4]| chunks.iter().filter(|(n, _)| n == name).count();
+                    assert!(count(b"eXIf") <= 1, "{shown}");
+                    assert_eq!(count(b"iCCP"), a.has_icc() as usize, "{shown}");
+                    icc_written += count(b"iCCP");
+                    if libvips_minor() == 14 {
+                        // libvips' chunks, but one run of IDATs, and without libpng 1.6.39's
+                        // eXIf repeated after them.
+                        let of = |chunks: Vec<([u8; 4], Vec<u8>)>| -> Vec<_> {
+                            let mut seen_idat = false;
+                            chunks
+                                .into_iter()
+                                .filter(|(n, _)| {
+                                    let keep = !(n == b"IDAT" && seen_idat)
+                                        && !(n == b"eXIf" && seen_idat);
+                                    seen_idat |= n == b"IDAT";
+                                    keep
+                                })
+                                .map(|(n, d)| (n, if &n == b"IDAT" { vec![] } else { d }))
+                                .collect()
+                        };
+                        let (a, b) = (of(chunks), of(png_chunks(&libvips)));
+                        let list = |c: &[([u8; 4], Vec<u8>)]| -> Vec<String> {
+                            c.iter()
+                                .map(|(n, d)| format!("{} {}", String::from_utf8_lossy(n), d.len()))
+                                .collect()
+                        };
+                        assert!(a == b, "{shown}: {:?}, libvips {:?}", list(&a), list(&b));
+                    }
+                    // 8 and 9 are libvips' (pngwrite.c: zlib's long chains beat libdeflate).
+                    saves += (compression <= 7) as i32;
+                }
+            }
+        }
+        // SAFETY: reads a counter.
+        let used = unsafe { ffi::imgedge_png_write_used() } - used_before;
+        assert_eq!(used, saves, "pngwrite.c wrote {used} of the {saves} PNGs");
+        assert!(icc_written > 0, "no PNG carried the profile");
     }
 
     #[test]

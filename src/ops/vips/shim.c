@@ -1053,8 +1053,18 @@ imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality, i
 }
 
 int
-imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
-	int palette, int quality, int effort, int strip)
+imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int zlib_level,
+	int interlace, int palette, int quality, int effort, int strip)
+{
+	if (imgedge_png_write_applies(in, compression, interlace, palette))
+		return imgedge_png_write(in, buf, len, compression, strip);
+	return imgedge_save_png_libvips(in, buf, len, zlib_level, interlace, palette, quality,
+		effort, strip);
+}
+
+int
+imgedge_save_png_libvips(VipsImage *in, void **buf, size_t *len, int compression,
+	int interlace, int palette, int quality, int effort, int strip)
 {
 	return vips_pngsave_buffer(in, buf, len,
 		"compression", compression,

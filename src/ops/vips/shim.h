@@ -114,8 +114,17 @@ gboolean imgedge_webp_write_applies(VipsImage *in, int quality, int lossless);
 int imgedge_webp_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);
 int imgedge_webp_write_used(void);
 int imgedge_webp_strip(void **buf, size_t *len);
-int imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int interlace,
-	int palette, int quality, int effort, int strip);
+/* PNG at zlib's `compression` (0-9): through pngwrite.c where it applies, else libvips'
+ * pngsave with `zlib_level` (the level of the zlib in front, zlib.rs). */
+int imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int zlib_level,
+	int interlace, int palette, int quality, int effort, int strip);
+/* pngwrite.c: libvips 8.14's PNG chunks, filtered and deflated (libdeflate) from the calling
+ * thread where that applies. */
+int imgedge_save_png_libvips(VipsImage *in, void **buf, size_t *len, int compression,
+	int interlace, int palette, int quality, int effort, int strip);
+gboolean imgedge_png_write_applies(VipsImage *in, int compression, int interlace, int palette);
+int imgedge_png_write(VipsImage *in, void **buf, size_t *len, int compression, int strip);
+int imgedge_png_write_used(void);
 int imgedge_save_webp(VipsImage *in, void **buf, size_t *len, int quality, int lossless,
 	int strip);
 int imgedge_save_tiff(VipsImage *in, void **buf, size_t *len, int strip);

@@ -47,10 +47,13 @@ pub fn in_front() -> bool {
 /// The zlib level to write a PNG with when `requested` is asked for: imaginary's users know
 /// zlib 1.2's levels (what libpng on the system's zlib writes for `compression=N`), and
 /// zlib-rs' levels are zlib-ng's strategies, not zlib's. On PNG data its level 1 ("quick")
-/// writes files about 37 % larger than zlib's level 1, and its 5 and 6 ("medium") 1–2 % larger
-/// than zlib's; its 2 and 7 write files no larger than zlib's 1, 5 and 6, and the other levels
-/// are no larger than zlib's as they are (docs/performance.md, change 11). Level 7 costs
-/// zlib-rs more than its 6 and still less than zlib 1.2's level 6.
+/// writes files about 37 % larger than zlib's level 1, its 5 and 6 ("medium") 1–2 % larger
+/// than zlib's, and its 4 (and 7) 0.5 % larger than zlib's 4 on a flat drawing; its 2, 7 and
+/// 8 write files no larger than zlib's 1, 5 and 6, and 4, and the other levels are no larger
+/// than zlib's as they are
+/// (docs/performance.md, changes 11 and 27; `encode.rs` checks it against the system's zlib).
+/// Level 7 costs zlib-rs more than its 6 and still less than zlib 1.2's level 6. Since change
+/// 27 only what libvips' saver writes (Adam7, palettes, compression 8 and 9) uses this.
 pub fn png_level(requested: u32) -> u32 {
     static IN_FRONT: OnceLock<bool> = OnceLock::new();
     if !*IN_FRONT.get_or_init(in_front) {
@@ -58,6 +61,7 @@ pub fn png_level(requested: u32) -> u32 {
     }
     match requested {
         1 => 2,
+        4 => 8,
         5 | 6 => 7,
         level => level,
     }
@@ -75,7 +79,7 @@ mod tests {
     #[test]
     fn png_levels_where_zlib_rs_writes_larger_files_than_zlib_move_up() {
         let levels: Vec<u32> = (0..=9).map(png_level).collect();
-        assert_eq!(levels, [0, 2, 2, 3, 4, 7, 7, 7, 8, 9]);
+        assert_eq!(levels, [0, 2, 2, 3, 8, 7, 7, 7, 8, 9]);
     }
 
     #[test]
