@@ -232,8 +232,11 @@ mod tests {
     /// The system's zlib itself (zlib 1.2 on Debian 12), though zlib-rs answers to zlib's names
     /// in this process (`vips::zlib`): a private copy of the library, its own symbols bound
     /// first, so that its compress2 runs its own deflate.
+    type Compress2 =
+        unsafe extern "C" fn(*mut u8, *mut c_ulong, *const u8, c_ulong, c_int) -> c_int;
+
     struct SystemZlib {
-        compress2: unsafe extern "C" fn(*mut u8, *mut c_ulong, *const u8, c_ulong, c_int) -> c_int,
+        compress2: Compress2,
     }
 
     impl SystemZlib {
@@ -255,12 +258,16 @@ mod tests {
                     libc::RTLD_NOW | libc::RTLD_LOCAL | libc::RTLD_DEEPBIND,
                 );
                 assert!(!own.is_null(), "{path} copied");
-                let version: unsafe extern "C" fn() -> *const std::ffi::c_char =
-                    std::mem::transmute(libc::dlsym(own, c"zlibVersion".as_ptr()));
+                let version = std::mem::transmute::<
+                    *mut libc::c_void,
+                    unsafe extern "C" fn() -> *const std::ffi::c_char,
+                >(libc::dlsym(own, c"zlibVersion".as_ptr()));
                 let version = std::ffi::CStr::from_ptr(version()).to_string_lossy();
                 assert!(!version.contains("zlib-rs"), "{version}");
+                let compress2 = libc::dlsym(own, c"compress2".as_ptr());
+                assert!(!compress2.is_null());
                 SystemZlib {
-                    compress2: std::mem::transmute(libc::dlsym(own, c"compress2".as_ptr())),
+                    compress2: std::mem::transmute::<*mut libc::c_void, Compress2>(compress2),
                 }
             }
         }

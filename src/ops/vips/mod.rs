@@ -2673,8 +2673,7 @@ mod tests {
                             chunks
                                 .into_iter()
                                 .filter(|(n, _)| {
-                                    let keep = !(n == b"IDAT" && seen_idat)
-                                        && !(n == b"eXIf" && seen_idat);
+                                    let keep = !seen_idat || !matches!(n, b"IDAT" | b"eXIf");
                                     seen_idat |= n == b"IDAT";
                                     keep
                                 })
