@@ -72,17 +72,40 @@ png_fail(png_structp png, png_const_charp message)
 	png_longjmp(png, 1);
 }
 
-/* Whether libpng writes this ICC profile into a PNG of this colour type; libvips' saver writes
- * the PNG without one libpng refuses. Asked of libpng itself, since on write it refuses much
- * that it only warns about on read (a PCS illuminant other than D50, an unknown class, known
- * broken sRGB profiles, besides malformed headers and tag tables). */
+static gpointer
+find_spng(gpointer data)
+{
+	GType saver = vips_type_find("VipsOperation", "pngsave_buffer");
+
+	(void) data;
+	return GINT_TO_POINTER(saver && strstr(g_type_name(saver), "Spng"));
+}
+
+/* Whether libvips' PNG saver is libspng's (libvips 8.15 and 8.16 built with it), which writes
+ * whatever profile its base class left on the image. */
+static gboolean
+saver_is_spng(void)
+{
+	static GOnce once = G_ONCE_INIT;
+
+	return GPOINTER_TO_INT(g_once(&once, find_spng, NULL));
+}
+
+/* Whether libvips' saver writes this ICC profile into a PNG of this colour type. libpng's
+ * writes the PNG without a profile it refuses, and on write it refuses much that it only warns
+ * about on read (a PCS illuminant other than D50, an unknown class, known broken sRGB
+ * profiles, besides malformed headers and tag tables): asked of libpng itself. */
 static gboolean
 icc_fits_png(const void *profile, size_t length, int colour_type)
 {
-	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail,
-		png_silent);
-	png_infop info = png ? png_create_info_struct(png) : NULL;
+	png_structp png;
+	png_infop info;
 	volatile gboolean fits = FALSE;
+
+	if (saver_is_spng())
+		return TRUE;
+	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_fail, png_silent);
+	info = png ? png_create_info_struct(png) : NULL;
 
 	if (info && length <= PNG_UINT_31_MAX && !setjmp(png_jmpbuf(png))) {
 		png_set_IHDR(png, info, 1, 1, 8, colour_type, PNG_INTERLACE_NONE,
