@@ -2714,6 +2714,106 @@ mod tests {
     }
 
     #[test]
+    fn pngs_pngwrite_does_not_take_are_libvips_own() {
+        // Adam7, palettes, compression 8 and 9, 16-bit and images above 32 MiB of filtered rows
+        // (held whole by pngwrite.c; libpng streams them) are written by libvips' saver.
+        let png = |compression, interlace, palette| Saver::Png {
+            compression,
+            interlace,
+            palette,
+            quality: 75,
+            effort: 7,
+        };
+        let small = Image::test_pattern(64, 48, 4).unwrap();
+        let big = Image::test_pattern(2900, 2900, 4).unwrap();
+        let wide = decode(&png16(40, 30));
+        assert_eq!(wide.band_format(), 2, "VIPS_FORMAT_USHORT");
+        for (img, saver, what) in [
+            (&small, png(6, true, false), "Adam7"),
+            (&small, png(6, false, true), "palette"),
+            (&small, png(8, false, false), "compression 8"),
+            (&wide, png(6, false, false), "16-bit"),
+            (&big, png(0, false, false), "2900×2900 RGBA"),
+        ] {
+            // SAFETY: reads a counter.
+            let before = unsafe { ffi::imgedge_png_write_used() };
+            let bytes = img.save(&saver, true).unwrap();
+            // SAFETY: reads a counter.
+            assert_eq!(unsafe { ffi::imgedge_png_write_used() }, before, "{what}");
+            let names = png_chunks(&bytes);
+            let ihdr = &names[0].1;
+            assert_eq!(ihdr[12], interlaced(&saver), "{what}");
+            let back = decode(&bytes);
+            assert_eq!(
+                (back.width(), back.height()),
+                (img.width(), img.height()),
+                "{what}"
+            );
+            if matches!(saver, Saver::Png { palette: true, .. }) {
+                assert!(names.iter().any(|(n, _)| n == b"PLTE"), "{what}");
+            }
+        }
+        // Once below the bound, the same image is ours.
+        // SAFETY: reads a counter.
+        let before = unsafe { ffi::imgedge_png_write_used() };
+        small.save(&png(6, false, false), true).unwrap();
+        // SAFETY: reads a counter.
+        assert_eq!(unsafe { ffi::imgedge_png_write_used() }, before + 1);
+    }
+
+    /// A 16-bit RGB PNG, unfiltered rows of a gradient.
+    fn png16(w: u32, h: u32) -> Vec<u8> {
+        extern "C" {
+            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
+            fn compress(
+                dest: *mut u8,
+                dest_len: *mut std::ffi::c_ulong,
+                src: *const u8,
+                src_len: std::ffi::c_ulong,
+            ) -> c_int;
+        }
+        let mut rows = vec![];
+        for y in 0..h {
+            rows.push(0u8);
+            for x in 0..w {
+                for v in [x * 1500, y * 2000, 40_000] {
+                    rows.extend_from_slice(&(v as u16).to_be_bytes());
+                }
+            }
+        }
+        let mut z = vec![0u8; rows.len() * 2 + 64];
+        let mut z_len = z.len() as std::ffi::c_ulong;
+        // SAFETY: buffers of the lengths given.
+        let rc = unsafe { compress(z.as_mut_ptr(), &mut z_len, rows.as_ptr(), rows.len() as _) };
+        assert_eq!(rc, 0);
+        z.truncate(z_len as usize);
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[16, 2, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (name, data) in [(b"IHDR", ihdr), (b"IDAT", z), (b"IEND", vec![])] {
+            let mut typed = name.to_vec();
+            typed.extend_from_slice(&data);
+            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            png.extend_from_slice(&typed);
+            // SAFETY: a slice's pointer and length.
+            let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
+            png.extend_from_slice(&crc.to_be_bytes());
+        }
+        png
+    }
+
+    fn interlaced(saver: &Saver) -> u8 {
+        matches!(
+            saver,
+            Saver::Png {
+                interlace: true,
+                ..
+            }
+        ) as u8
+    }
+
+    #[test]
     fn jpegs_jpegwrite_does_not_apply_to_or_cannot_write_fail_as_libvips_fails() {
         // RGBA (flattened by libvips' saver) and progressive stay libvips'; so do qualities out of
         // range, with libvips' error. Pixels that fail to compute and images libjpeg refuses are

@@ -191,7 +191,7 @@ compressor_of(int level)
 {
 	Deflater *d = g_private_get(&deflater_key);
 
-	if (d && d->level == level)
+	if (d && d->compressor && d->level == level)
 		return d->compressor;
 	if (!d) {
 		d = g_new0(Deflater, 1);
@@ -200,7 +200,7 @@ compressor_of(int level)
 	libdeflate_free_compressor(d->compressor);
 	d->level = level;
 	if (!(d->compressor = libdeflate_alloc_compressor(level)))
-		vips_error("pngwrite", "%s", "out of memory");
+		vips_error("pngwrite", "no compressor for level %d", level);
 	return d->compressor;
 }
 
