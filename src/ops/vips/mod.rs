@@ -2290,6 +2290,44 @@ mod tests {
         ]
     }
 
+    /// An RGB display profile of `len` bytes: a header lcms accepts, no tags, then bytes that
+    /// do not compress (libpng cannot read an iCCP chunk shorter than its keyword buffer back:
+    /// "too short"). With `d50` the PCS illuminant is D50, without which libpng refuses to
+    /// write it (and libvips drops it).
+    fn display_profile(len: usize, d50: bool) -> Vec<u8> {
+        let mut icc = vec![0u8; len];
+        icc[..4].copy_from_slice(&(len as u32).to_be_bytes());
+        icc[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
+        icc[12..16].copy_from_slice(b"mntr");
+        icc[16..20].copy_from_slice(b"RGB ");
+        icc[20..24].copy_from_slice(b"XYZ ");
+        icc[36..40].copy_from_slice(b"acsp");
+        if d50 {
+            icc[68..80].copy_from_slice(&[0, 0, 0xf6, 0xd6, 0, 1, 0, 0, 0, 0, 0xd3, 0x2d]);
+        }
+        let mut x = 1u32;
+        for b in &mut icc[132..] {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            *b = (x >> 24) as u8;
+        }
+        icc
+    }
+
+    /// A PNG chunk (length, name, data, CRC) appended to `png`.
+    fn push_chunk(png: &mut Vec<u8>, name: &[u8; 4], data: &[u8]) {
+        extern "C" {
+            // zlib's (zlib-rs, src/ops/vips/zlib.rs).
+            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
+        }
+        let mut typed = name.to_vec();
+        typed.extend_from_slice(data);
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        png.extend_from_slice(&typed);
+        // SAFETY: a slice's pointer and length.
+        let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+
     /// libvips' own jpegsave, whatever jpegwrite.c would do.
     fn save_jpeg_libvips(img: &Image, quality: u32, strip: bool) -> Result<Vec<u8>, VipsError> {
         // SAFETY: a live image.
@@ -2307,15 +2345,9 @@ mod tests {
         let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
         let mut iptc = b"Photoshop 3.0\0".to_vec();
         iptc.extend_from_slice(b"8BIM\x04\x04\0\0\0\0\0\x05\x1c\x02\x05\0\0");
-        // An RGB display profile (a header lcms accepts, no tags) too big for one marker:
-        // libvips reassembles it on load and splits it again on save; grey images drop it.
-        let mut icc = vec![0u8; 70_000];
-        icc[..4].copy_from_slice(&70_000u32.to_be_bytes());
-        icc[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
-        icc[12..16].copy_from_slice(b"mntr");
-        icc[16..20].copy_from_slice(b"RGB ");
-        icc[20..24].copy_from_slice(b"XYZ ");
-        icc[36..40].copy_from_slice(b"acsp");
+        // A profile too big for one marker: libvips reassembles it on load and splits it again
+        // on save; grey images drop it.
+        let icc = display_profile(70_000, false);
         let mut icc_markers = vec![];
         for (n, part) in icc.chunks(65_519).enumerate() {
             let mut m = b"ICC_PROFILE\0".to_vec();
@@ -2412,14 +2444,7 @@ mod tests {
         let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
         xmp_marker.extend_from_slice(&xmp);
         let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
-        let mut profile = vec![0u8; 600];
-        profile[..4].copy_from_slice(&600u32.to_be_bytes());
-        profile[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
-        profile[12..16].copy_from_slice(b"mntr");
-        profile[16..20].copy_from_slice(b"RGB ");
-        profile[20..24].copy_from_slice(b"XYZ ");
-        profile[36..40].copy_from_slice(b"acsp");
-        icc.extend_from_slice(&profile);
+        icc.extend_from_slice(&display_profile(600, false));
         let markers = [(0xe1, xmp_marker), (0xe2, icc)];
         // SAFETY: reads a counter.
         let used_before = unsafe { ffi::imgedge_webp_write_used() };
@@ -2540,29 +2565,11 @@ mod tests {
     fn png_with_chunks(w: u32, h: u32, extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
         let plain = Image::test_pattern(w, h, 3)
             .unwrap()
-            .save(
-                &Saver::Png {
-                    compression: 6,
-                    interlace: false,
-                    palette: false,
-                    quality: 75,
-                    effort: 7,
-                },
-                true,
-            )
+            .save(&Saver::QUICK_PNG, true)
             .unwrap();
-        extern "C" {
-            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
-        }
         let mut png = plain[..8 + 25].to_vec();
         for (name, data) in extra {
-            let mut typed = name.to_vec();
-            typed.extend_from_slice(data);
-            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            png.extend_from_slice(&typed);
-            // SAFETY: a slice's pointer and length.
-            let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
-            png.extend_from_slice(&crc.to_be_bytes());
+            push_chunk(&mut png, name, data);
         }
         png.extend_from_slice(&plain[8 + 25..]);
         png
@@ -2579,28 +2586,11 @@ mod tests {
         let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
         let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
         xmp_marker.extend_from_slice(&xmp);
-        // An RGB display profile (a header, no tags): libpng writes it with the D50 PCS
-        // illuminant, and refuses it (so libvips drops it) without, or on grey images.
+        // libpng writes the profile with the D50 PCS illuminant, and refuses it (so libvips
+        // drops it) without, or on grey images.
         let profile = |d50: bool| {
             let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
-            let mut profile = vec![0u8; 600];
-            profile[..4].copy_from_slice(&600u32.to_be_bytes());
-            profile[8..12].copy_from_slice(&[2, 0x10, 0, 0]);
-            profile[12..16].copy_from_slice(b"mntr");
-            profile[16..20].copy_from_slice(b"RGB ");
-            profile[20..24].copy_from_slice(b"XYZ ");
-            profile[36..40].copy_from_slice(b"acsp");
-            if d50 {
-                profile[68..80].copy_from_slice(&[0, 0, 0xf6, 0xd6, 0, 1, 0, 0, 0, 0, 0xd3, 0x2d]);
-            }
-            // Bytes that do not compress (libpng cannot read an iCCP chunk shorter than its
-            // keyword buffer back: "too short").
-            let mut x = 1u32;
-            for b in &mut profile[132..] {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                *b = (x >> 24) as u8;
-            }
-            icc.extend_from_slice(&profile);
+            icc.extend_from_slice(&display_profile(600, d50));
             icc
         };
         let commented = decode(&png_with_chunks(
@@ -2764,7 +2754,6 @@ mod tests {
     /// A 16-bit RGB PNG, unfiltered rows of a gradient.
     fn png16(w: u32, h: u32) -> Vec<u8> {
         extern "C" {
-            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
             fn compress(
                 dest: *mut u8,
                 dest_len: *mut std::ffi::c_ulong,
@@ -2791,15 +2780,9 @@ mod tests {
         ihdr.extend_from_slice(&h.to_be_bytes());
         ihdr.extend_from_slice(&[16, 2, 0, 0, 0]);
         let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        for (name, data) in [(b"IHDR", ihdr), (b"IDAT", z), (b"IEND", vec![])] {
-            let mut typed = name.to_vec();
-            typed.extend_from_slice(&data);
-            png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            png.extend_from_slice(&typed);
-            // SAFETY: a slice's pointer and length.
-            let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
-            png.extend_from_slice(&crc.to_be_bytes());
-        }
+        push_chunk(&mut png, b"IHDR", &ihdr);
+        push_chunk(&mut png, b"IDAT", &z);
+        push_chunk(&mut png, b"IEND", &[]);
         png
     }
 

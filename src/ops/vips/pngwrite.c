@@ -33,9 +33,6 @@
 
 #include "shim.h"
 
-/* Rows computed at a time (libvips' fat strip, as in jpegwrite.c). */
-#define STRIP 16
-
 /* The filtered image and its compressed form are both held whole: above this many filtered
  * bytes (8 MP RGBA) libvips' streaming saver is used instead, so a request holds at most
  * twice this. */
@@ -420,45 +417,39 @@ filter_row(const guint8 *row, const guint8 *prev, size_t n, int bpp, guint8 *out
 	}
 }
 
+typedef struct {
+	int bpp;
+	size_t n;	/* bytes per row */
+	guint8 *out;	/* (n + 1) per row */
+	guint8 *prev;	/* the row above, zeros above the first */
+	guint8 *try;
+} Filtering;
+
+static void
+filter_next(int y, const VipsPel *row, void *data)
+{
+	Filtering *f = data;
+
+	filter_row(row, f->prev, f->n, f->bpp, f->out + (f->n + 1) * y, f->try);
+	memcpy(f->prev, row, f->n);
+}
+
 /* The image's rows, filtered, one after another: the zlib stream's input. */
 static guint8 *
 filtered_of(VipsImage *image, size_t *len)
 {
 	size_t n = (size_t) image->Xsize * image->Bands;
-	guint8 *out = g_try_malloc((n + 1) * image->Ysize);
-	guint8 *prev = g_malloc0(n), *try = g_malloc(n);
-	VipsRegion *region = NULL;
+	Filtering f = { image->Bands, n, g_try_malloc((n + 1) * image->Ysize), g_malloc0(n),
+		g_malloc(n) };
 
-	if (!out) {
+	if (!f.out)
 		vips_error("pngwrite", "failed to allocate %zu bytes", (n + 1) * image->Ysize);
-		goto fail;
-	}
-	if (!(region = vips_region_new(image)))
-		goto fail;
-	for (int top = 0; top < image->Ysize; top += STRIP) {
-		VipsRect strip = { 0, top, image->Xsize, VIPS_MIN(STRIP, image->Ysize - top) };
-
-		if (vips_region_prepare(region, &strip))
-			goto fail;
-		for (int y = top; y < top + strip.height; y++) {
-			const guint8 *row = VIPS_REGION_ADDR(region, 0, y);
-
-			filter_row(row, prev, n, image->Bands, out + (n + 1) * y, try);
-			memcpy(prev, row, n);
-		}
-	}
-	g_object_unref(region);
-	g_free(prev);
-	g_free(try);
+	else if (imgedge_each_row(image, filter_next, &f))
+		g_free(g_steal_pointer(&f.out));
+	g_free(f.prev);
+	g_free(f.try);
 	*len = (n + 1) * image->Ysize;
-	return out;
-
-fail:
-	VIPS_UNREF(region);
-	g_free(prev);
-	g_free(try);
-	g_free(out);
-	return NULL;
+	return f.out;
 }
 
 int

@@ -1053,6 +1053,30 @@ imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int quality, i
 }
 
 int
+imgedge_each_row(VipsImage *in, void (*row)(int y, const VipsPel *pixels, void *data), void *data)
+{
+	/* libvips' fat strip: regions (and the memory they hold) are the sizes its savers ask. */
+	enum { STRIP = 16 };
+	VipsRegion *region = vips_region_new(in);
+
+	/* vips_region_new sets its own error. */
+	if (!region)
+		return -1;
+	for (int top = 0; top < in->Ysize; top += STRIP) {
+		VipsRect strip = { 0, top, in->Xsize, VIPS_MIN(STRIP, in->Ysize - top) };
+
+		if (vips_region_prepare(region, &strip)) {
+			g_object_unref(region);
+			return -1;
+		}
+		for (int y = top; y < top + strip.height; y++)
+			row(y, VIPS_REGION_ADDR(region, 0, y), data);
+	}
+	g_object_unref(region);
+	return 0;
+}
+
+int
 imgedge_save_png(VipsImage *in, void **buf, size_t *len, int compression, int zlib_level,
 	int interlace, int palette, int quality, int effort, int strip)
 {

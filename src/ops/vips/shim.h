@@ -102,6 +102,10 @@ int imgedge_save_jpeg_libvips(VipsImage *in, void **buf, size_t *len, int qualit
  * had here (libvips built with libexif). */
 int imgedge_save_ready(VipsImage *in, int strip, VipsImage **ready);
 gboolean imgedge_save_ready_applies(void);
+/* Calls row(y, pixels, data) for every row of `in`, top to bottom, computed by the calling
+ * thread in strips of libvips' fat-strip height (what the writers below write from). */
+int imgedge_each_row(VipsImage *in, void (*row)(int y, const VipsPel *pixels, void *data),
+	void *data);
 /* jpegwrite.c: libvips' JPEG bytes, written from the calling thread where that applies. */
 gboolean imgedge_jpeg_write_applies(VipsImage *in, int quality, int interlace);
 int imgedge_jpeg_write(VipsImage *in, void **buf, size_t *len, int quality, int strip);

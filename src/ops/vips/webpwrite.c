@@ -24,9 +24,6 @@
 
 #include "shim.h"
 
-/* Rows computed at a time (libvips' fat strip, as in jpegwrite.c). */
-#define STRIP 16
-
 /* libvips' (and libwebp's) limit on either side. */
 #define WEBP_MAX 16383
 
@@ -50,36 +47,35 @@ imgedge_webp_write_applies(VipsImage *in, int quality, int lossless)
 		vips_image_get_page_height(in) == in->Ysize && imgedge_save_ready_applies();
 }
 
+typedef struct {
+	size_t row; /* bytes per row */
+	VipsPel *frame;
+} Frame;
+
+static void
+copy_row(int y, const VipsPel *pixels, void *data)
+{
+	Frame *f = data;
+
+	memcpy(f->frame + f->row * y, pixels, f->row);
+}
+
 /* The image's pixels, top to bottom, in one buffer: what libvips' sink hands libwebp. */
 static VipsPel *
 frame_of(VipsImage *image)
 {
 	size_t row = (size_t) image->Xsize * image->Bands;
-	VipsPel *frame = g_try_malloc(row * image->Ysize);
-	VipsRegion *region = NULL;
+	Frame f = { row, g_try_malloc(row * image->Ysize) };
 
-	if (!frame) {
+	if (!f.frame) {
 		vips_error("webpwrite", "failed to allocate %zu bytes", row * image->Ysize);
 		return NULL;
 	}
-	/* vips_region_new sets its own error. */
-	if (!(region = vips_region_new(image)))
-		goto fail;
-	for (int top = 0; top < image->Ysize; top += STRIP) {
-		VipsRect strip = { 0, top, image->Xsize, VIPS_MIN(STRIP, image->Ysize - top) };
-
-		if (vips_region_prepare(region, &strip))
-			goto fail;
-		for (int i = 0; i < strip.height; i++)
-			memcpy(frame + row * (top + i), VIPS_REGION_ADDR(region, 0, top + i), row);
+	if (imgedge_each_row(image, copy_row, &f)) {
+		g_free(f.frame);
+		return NULL;
 	}
-	g_object_unref(region);
-	return frame;
-
-fail:
-	VIPS_UNREF(region);
-	g_free(frame);
-	return NULL;
+	return f.frame;
 }
 
 /* The encoded bitstream in `bitstream`; -1 with vips_error set. */
