@@ -2313,6 +2313,15 @@ mod tests {
         icc
     }
 
+    /// JPEG APP markers of an XMP packet and, in one marker, `profile`.
+    fn xmp_and_icc_markers(profile: &[u8]) -> [(u8, Vec<u8>); 2] {
+        let mut xmp = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
+        xmp.extend_from_slice(b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>");
+        let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
+        icc.extend_from_slice(profile);
+        [(0xe1, xmp), (0xe2, icc)]
+    }
+
     /// A PNG chunk (length, name, data, CRC) appended to `png`.
     fn push_chunk(png: &mut Vec<u8>, name: &[u8; 4], data: &[u8]) {
         extern "C" {
@@ -2440,12 +2449,7 @@ mod tests {
         // profile, the EXIF block rebuilt (orientation changed) and XMP as chunks unless
         // stripped, RGB and RGBA, every strip height, the qualities at both ends. Grey and
         // lossless stay libvips'.
-        let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
-        let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
-        xmp_marker.extend_from_slice(&xmp);
-        let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
-        icc.extend_from_slice(&display_profile(600, false));
-        let markers = [(0xe1, xmp_marker), (0xe2, icc)];
+        let markers = xmp_and_icc_markers(&display_profile(600, false));
         // SAFETY: reads a counter.
         let used_before = unsafe { ffi::imgedge_webp_write_used() };
         let mut ours_expected = 0;
@@ -2583,16 +2587,8 @@ mod tests {
         // ICC profile where libpng takes it, comments, resolution) must be libvips' own; on
         // 8.14 the chunks too, in libvips' order (libpng's second eXIf after the image data
         // aside). Strip heights, 1×1, every compression, stripped or not.
-        let xmp = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'><rdf:RDF/></x:xmpmeta>".to_vec();
-        let mut xmp_marker = b"http://ns.adobe.com/xap/1.0/\0".to_vec();
-        xmp_marker.extend_from_slice(&xmp);
         // libpng writes the profile with the D50 PCS illuminant, and refuses it (so libvips
         // drops it) without, or on grey images.
-        let profile = |d50: bool| {
-            let mut icc = b"ICC_PROFILE\0\x01\x01".to_vec();
-            icc.extend_from_slice(&display_profile(600, d50));
-            icc
-        };
         let commented = decode(&png_with_chunks(
             50,
             40,
@@ -2618,7 +2614,7 @@ mod tests {
             (17, 1000, false),
             (640, 33, false),
         ] {
-            let markers = [(0xe1, xmp_marker.clone()), (0xe2, profile(d50))];
+            let markers = xmp_and_icc_markers(&display_profile(600, d50));
             let mut variants = saver_inputs(w, h, 3, &markers);
             for bands in [4, 2, 1] {
                 variants.push(Image::test_pattern(w, h, bands).unwrap());
