@@ -25,6 +25,7 @@ pub mod route;
 pub mod source;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -800,9 +801,13 @@ impl ProxyHttp for Edge {
             ctx.bytes = session.as_downstream().body_bytes_sent();
         }
         let m = metrics();
-        m.requests
-            .with_label_values(&[ctx.endpoint, &status.to_string()])
-            .inc();
+        // The status as text, without an allocation for the codes `http` knows (all we send).
+        let known = http::StatusCode::from_u16(status).ok();
+        let code: Cow<str> = match &known {
+            Some(c) => c.as_str().into(),
+            None => status.to_string().into(),
+        };
+        m.requests.with_label_values(&[ctx.endpoint, &code]).inc();
         m.request_seconds
             .with_label_values(&[ctx.endpoint])
             .observe(ctx.started.elapsed().as_secs_f64());
