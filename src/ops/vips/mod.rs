@@ -2322,21 +2322,6 @@ mod tests {
         [(0xe1, xmp), (0xe2, icc)]
     }
 
-    /// A PNG chunk (length, name, data, CRC) appended to `png`.
-    fn push_chunk(png: &mut Vec<u8>, name: &[u8; 4], data: &[u8]) {
-        extern "C" {
-            // zlib's (zlib-rs, src/ops/vips/zlib.rs).
-            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
-        }
-        let mut typed = name.to_vec();
-        typed.extend_from_slice(data);
-        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        png.extend_from_slice(&typed);
-        // SAFETY: a slice's pointer and length.
-        let crc = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) } as u32;
-        png.extend_from_slice(&crc.to_be_bytes());
-    }
-
     /// libvips' own jpegsave, whatever jpegwrite.c would do.
     fn save_jpeg_libvips(img: &Image, quality: u32, strip: bool) -> Result<Vec<u8>, VipsError> {
         // SAFETY: a live image.
@@ -2517,16 +2502,6 @@ mod tests {
 
     /// A PNG file's chunks, each CRC checked, with the data of zTXt and iCCP inflated.
     fn png_chunks(png: &[u8]) -> Vec<([u8; 4], Vec<u8>)> {
-        extern "C" {
-            // zlib's API (zlib-rs, src/ops/vips/zlib.rs).
-            fn crc32(crc: std::ffi::c_ulong, buf: *const u8, len: u32) -> std::ffi::c_ulong;
-            fn uncompress(
-                dest: *mut u8,
-                dest_len: *mut std::ffi::c_ulong,
-                src: *const u8,
-                src_len: std::ffi::c_ulong,
-            ) -> c_int;
-        }
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
         let (mut at, mut out) = (8, vec![]);
         while at + 12 <= png.len() {
@@ -2534,7 +2509,7 @@ mod tests {
             let typed = &png[at + 4..at + 8 + size];
             let crc = u32::from_be_bytes(png[at + 8 + size..at + 12 + size].try_into().unwrap());
             // SAFETY: a slice's pointer and length.
-            let computed = unsafe { crc32(0, typed.as_ptr(), typed.len() as u32) };
+            let computed = unsafe { libz_rs_sys::crc32(0, typed.as_ptr(), typed.len() as u32) };
             assert_eq!(
                 computed as u32,
                 crc,
@@ -2546,15 +2521,7 @@ mod tests {
             if matches!(&name, b"zTXt" | b"iCCP") {
                 let key = data.iter().position(|&b| b == 0).unwrap();
                 assert_eq!(data[key + 1], 0, "compression method");
-                let mut inflated = vec![0u8; 1 << 20];
-                let mut len = inflated.len() as std::ffi::c_ulong;
-                let z = &data[key + 2..];
-                // SAFETY: buffers of the lengths given.
-                let rc = unsafe {
-                    uncompress(inflated.as_mut_ptr(), &mut len, z.as_ptr(), z.len() as _)
-                };
-                assert_eq!(rc, 0, "zlib stream of {:?}", String::from_utf8_lossy(&name));
-                inflated.truncate(len as usize);
+                let inflated = zlib::inflate(&data[key + 2..]);
                 data.truncate(key + 1);
                 data.extend_from_slice(&inflated);
             }
@@ -2565,18 +2532,29 @@ mod tests {
         out
     }
 
-    /// A PNG of the test pattern with `extra` chunks (name, data) after IHDR.
-    fn png_with_chunks(w: u32, h: u32, extra: &[(&[u8; 4], &[u8])]) -> Vec<u8> {
-        let plain = Image::test_pattern(w, h, 3)
-            .unwrap()
-            .save(&Saver::QUICK_PNG, true)
-            .unwrap();
-        let mut png = plain[..8 + 25].to_vec();
-        for (name, data) in extra {
-            push_chunk(&mut png, name, data);
-        }
-        png.extend_from_slice(&plain[8 + 25..]);
-        png
+    /// A PNG's filtered rows: its IDAT chunks joined and inflated.
+    fn image_rows(png: &[u8]) -> Vec<u8> {
+        let z: Vec<u8> = png_chunks(png)
+            .into_iter()
+            .filter(|(n, _)| n == b"IDAT")
+            .flat_map(|(_, d)| d)
+            .collect();
+        zlib::inflate(&z)
+    }
+
+    /// An RGB PNG of the test pattern with `extra` chunks after IHDR.
+    fn png_with_chunks(w: u32, h: u32, extra: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+        let pixels = Image::test_pattern(w, h, 3).unwrap().to_pixels().unwrap();
+        let (w, h) = (w as usize, h as usize);
+        png_file_with(
+            w,
+            h,
+            2,
+            8,
+            extra,
+            &zlib(&png_rows(&pixels, w, h, 3, &[0])),
+            0,
+        )
     }
 
     #[test]
@@ -2587,17 +2565,12 @@ mod tests {
         // ICC profile where libpng takes it, comments, resolution) must be libvips' own; on
         // 8.14 the chunks too, in libvips' order (libpng's second eXIf after the image data
         // aside). Strip heights, 1×1, every compression, stripped or not.
-        // libpng writes the profile with the D50 PCS illuminant, and refuses it (so libvips
-        // drops it) without, or on grey images.
         let commented = decode(&png_with_chunks(
             50,
             40,
             &[
-                (b"tEXt", b"Comment\0hello"),
-                (
-                    b"zTXt",
-                    b"Title\0\0\x78\x9c\x2b\xc9\x2c\xc9\x49\x05\x00\x06\x86\x02\x23",
-                ),
+                (b"tEXt", b"Comment\0hello".to_vec()),
+                (b"zTXt", [&b"Title\0\0"[..], &zlib(b"title")].concat()),
             ],
         ));
         assert!(commented
@@ -2614,6 +2587,8 @@ mod tests {
             (17, 1000, false),
             (640, 33, false),
         ] {
+            // libpng writes the profile with the D50 PCS illuminant, and refuses it (so libvips
+            // drops it) without, or on grey images.
             let markers = xmp_and_icc_markers(&display_profile(600, d50));
             let mut variants = saver_inputs(w, h, 3, &markers);
             for bands in [4, 2, 1] {
@@ -2666,6 +2641,8 @@ mod tests {
                     assert_eq!(count(b"iCCP"), a.has_icc() as usize, "{shown}");
                     icc_written += count(b"iCCP");
                     if libvips_minor() == 14 {
+                        // libpng's rows: every row filtered as libpng filters it.
+                        assert!(image_rows(&ours) == image_rows(&libvips), "{shown}: rows");
                         // libvips' chunks, but one run of IDATs, and without libpng 1.6.39's
                         // eXIf repeated after them.
                         let of = |chunks: Vec<([u8; 4], Vec<u8>)>| -> Vec<_> {
@@ -2748,15 +2725,7 @@ mod tests {
     }
 
     /// A 16-bit RGB PNG, unfiltered rows of a gradient.
-    fn png16(w: u32, h: u32) -> Vec<u8> {
-        extern "C" {
-            fn compress(
-                dest: *mut u8,
-                dest_len: *mut std::ffi::c_ulong,
-                src: *const u8,
-                src_len: std::ffi::c_ulong,
-            ) -> c_int;
-        }
+    fn png16(w: usize, h: usize) -> Vec<u8> {
         let mut rows = vec![];
         for y in 0..h {
             rows.push(0u8);
@@ -2766,20 +2735,7 @@ mod tests {
                 }
             }
         }
-        let mut z = vec![0u8; rows.len() * 2 + 64];
-        let mut z_len = z.len() as std::ffi::c_ulong;
-        // SAFETY: buffers of the lengths given.
-        let rc = unsafe { compress(z.as_mut_ptr(), &mut z_len, rows.as_ptr(), rows.len() as _) };
-        assert_eq!(rc, 0);
-        z.truncate(z_len as usize);
-        let mut ihdr = w.to_be_bytes().to_vec();
-        ihdr.extend_from_slice(&h.to_be_bytes());
-        ihdr.extend_from_slice(&[16, 2, 0, 0, 0]);
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        push_chunk(&mut png, b"IHDR", &ihdr);
-        push_chunk(&mut png, b"IDAT", &z);
-        push_chunk(&mut png, b"IEND", &[]);
-        png
+        png_file_with(w, h, 2, 16, &[], &zlib(&rows), 0)
     }
 
     fn interlaced(saver: &Saver) -> u8 {

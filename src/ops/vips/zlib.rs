@@ -67,6 +67,28 @@ pub fn png_level(requested: u32) -> u32 {
     }
 }
 
+/// A whole zlib stream inflated (by zlib-rs, through zlib's `uncompress`). For tests.
+#[cfg(test)]
+pub(crate) fn inflate(z: &[u8]) -> Vec<u8> {
+    use std::ffi::c_ulong;
+    let mut out = vec![0u8; 4 * z.len() + 1024];
+    loop {
+        let mut len = out.len() as c_ulong;
+        // SAFETY: buffers of the lengths given.
+        let rc = unsafe {
+            libz_rs_sys::uncompress(out.as_mut_ptr(), &mut len, z.as_ptr(), z.len() as c_ulong)
+        };
+        match rc {
+            0 => {
+                out.truncate(len as usize);
+                return out;
+            }
+            libz_rs_sys::Z_BUF_ERROR => out.resize(out.len() * 2, 0),
+            rc => panic!("uncompress: {rc}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
