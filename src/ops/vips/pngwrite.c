@@ -222,11 +222,22 @@ zlib_of(int level, const void *data, size_t len, size_t *out_len)
 	return out;
 }
 
+/* v at p, big-endian (PNG's byte order). */
+static void
+store32(guint8 *p, guint32 v)
+{
+	p[0] = v >> 24;
+	p[1] = v >> 16;
+	p[2] = v >> 8;
+	p[3] = v;
+}
+
 static void
 put32(GByteArray *png, guint32 v)
 {
-	guint8 b[4] = { v >> 24, v >> 16, v >> 8, v };
+	guint8 b[4];
 
+	store32(b, v);
 	g_byte_array_append(png, b, 4);
 }
 
@@ -301,10 +312,8 @@ write_header(GByteArray *png, VipsImage *image, int level, int strip)
 	Comments comments = { png, level };
 
 	g_byte_array_append(png, signature, 8);
-	for (int i = 0; i < 4; i++) {
-		ihdr[i] = (guint32) image->Xsize >> (24 - 8 * i);
-		ihdr[4 + i] = (guint32) image->Ysize >> (24 - 8 * i);
-	}
+	store32(ihdr, image->Xsize);
+	store32(ihdr + 4, image->Ysize);
 	ihdr[8] = 8;
 	ihdr[9] = colour_type[image->Bands];
 	chunk(png, "IHDR", ihdr, 13, NULL, 0);
@@ -326,12 +335,9 @@ write_header(GByteArray *png, VipsImage *image, int level, int strip)
 		}
 		chunk(png, "eXIf", data, len, NULL, 0);
 	}
-	for (int i = 0; i < 2; i++) {
-		guint32 ppm = VIPS_RINT((i ? image->Yres : image->Xres) * 1000);
-
-		for (int j = 0; j < 4; j++)
-			phys[4 * i + j] = ppm >> (24 - 8 * j);
-	}
+	/* Pixels per metre (libvips' resolution is per millimetre). */
+	store32(phys, VIPS_RINT(image->Xres * 1000));
+	store32(phys + 4, VIPS_RINT(image->Yres * 1000));
 	phys[8] = 1; /* metres */
 	chunk(png, "pHYs", phys, 9, NULL, 0);
 	if (vips_image_get_typeof(image, VIPS_META_XMP_NAME)) {
