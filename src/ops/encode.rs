@@ -290,19 +290,6 @@ mod tests {
         }
     }
 
-    /// A PNG's zlib stream (its IDAT chunks joined) and what it inflates to.
-    fn image_data(png: &[u8]) -> (usize, Vec<u8>) {
-        let (mut at, mut z) = (8, vec![]);
-        while at + 12 <= png.len() {
-            let size = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
-            if &png[at + 4..at + 8] == b"IDAT" {
-                z.extend_from_slice(&png[at + 8..at + 8 + size]);
-            }
-            at += 12 + size;
-        }
-        (z.len(), crate::ops::vips::zlib::inflate(&z))
-    }
-
     #[test]
     fn pngs_are_no_larger_than_the_systems_zlib_writes_them() {
         // compression=N asks for zlib 1.2's level N (what imaginary's libpng writes on the
@@ -329,7 +316,7 @@ mod tests {
                     .saver()
                     .unwrap();
                     let png = img.save(&saver, false).unwrap();
-                    let (ours, rows) = image_data(&png);
+                    let (ours, rows) = crate::ops::vips::zlib::png_image_data(&png);
                     let system = zlib.compressed_len(&rows, compression);
                     assert!(
                         ours <= system,

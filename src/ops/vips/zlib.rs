@@ -67,6 +67,21 @@ pub fn png_level(requested: u32) -> u32 {
     }
 }
 
+/// A PNG's zlib stream (its IDAT chunks joined): its length, and what it inflates to (the
+/// filtered rows). For tests.
+#[cfg(test)]
+pub(crate) fn png_image_data(png: &[u8]) -> (usize, Vec<u8>) {
+    let (mut at, mut z) = (8, vec![]);
+    while at + 12 <= png.len() {
+        let size = u32::from_be_bytes(png[at..at + 4].try_into().unwrap()) as usize;
+        if &png[at + 4..at + 8] == b"IDAT" {
+            z.extend_from_slice(&png[at + 8..at + 8 + size]);
+        }
+        at += 12 + size;
+    }
+    (z.len(), inflate(&z))
+}
+
 /// A whole zlib stream inflated (by zlib-rs, through zlib's `uncompress`). For tests.
 #[cfg(test)]
 pub(crate) fn inflate(z: &[u8]) -> Vec<u8> {
