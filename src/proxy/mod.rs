@@ -25,7 +25,6 @@ pub mod route;
 pub mod source;
 pub mod upstream;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -134,15 +133,18 @@ impl Edge {
     /// Steps 1–7 for one request; always yields a reply. With a placeholder configured, error
     /// replies become placeholder images (except the index 404 and plain-text answers).
     async fn handle(&self, session: &mut Session, ctx: &mut RequestCtx) -> Reply {
-        let reply = self.dispatch(session, ctx).await;
+        // The target outlives the borrows of `session` below (a clone shares its bytes).
+        let uri = session.req_header().uri.clone();
+        let query = Query::new(uri.query().unwrap_or_default());
+        let reply = self.dispatch(session, ctx, &uri, &query).await;
         let (Some(placeholder), Some(error)) = (&self.placeholder, &reply.error) else {
             return reply;
         };
         if *error == Error::NotFound {
             return reply;
         }
-        let pairs = ops::params::query_pairs(session.req_header().uri.query().unwrap_or_default());
-        let mut image = Box::pin(placeholder.reply(&self.producer.pool, error, &pairs)).await;
+        let pairs = query.pairs();
+        let mut image = Box::pin(placeholder.reply(&self.producer.pool, error, pairs)).await;
         image.headers.extend(
             reply
                 .headers
@@ -152,18 +154,19 @@ impl Edge {
         image
     }
 
-    async fn dispatch(&self, session: &mut Session, ctx: &mut RequestCtx) -> Reply {
-        let req = session.req_header();
-        let method = req.method.clone();
-        let raw_path = req.uri.path().to_string();
-        let raw_query = req.uri.query().unwrap_or_default().to_string();
-        let path = percent_encoding::percent_decode_str(&raw_path)
-            .decode_utf8_lossy()
-            .into_owned();
+    async fn dispatch(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        uri: &http::Uri,
+        query: &Query<'_>,
+    ) -> Reply {
+        let method = session.req_header().method.clone();
+        let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
         let origin_header = header(session, "origin").is_some();
 
         // 1. route
-        let route = route::resolve(&self.cfg.path_prefix, &path, req.uri.query());
+        let route = route::resolve(&self.cfg.path_prefix, &path, uri.query());
         let image = matches!(route, Route::Image(_));
         ctx.endpoint = route.label();
         match route {
@@ -179,7 +182,6 @@ impl Edge {
         if self.cfg.cors && method == Method::OPTIONS {
             return self.preflight(session);
         }
-        let pairs = ops::params::query_pairs(&raw_query);
         let named = self.upstreams.find(&path);
         let gates = Gates {
             // A named origin's objects are images: signed like image endpoints, but the GET
@@ -189,7 +191,7 @@ impl Edge {
             read_only: named.is_some(),
             keyed: !(route == Route::Health && self.cfg.public_health),
         };
-        if let Err(e) = self.admit(&method, &gates, session, &pairs, &path) {
+        if let Err(e) = self.admit(&method, &gates, session, query, &path) {
             return Reply::error(&e);
         }
         let limit_headers = match self.throttle(session) {
@@ -204,14 +206,13 @@ impl Edge {
         }
         let mut reply = match (named, route) {
             (Some((origin, object)), _) => {
-                let reply =
-                    Box::pin(self.named(session, ctx, origin, object, &raw_query, &pairs)).await;
+                let reply = Box::pin(self.named(session, ctx, origin, object, query)).await;
                 if reply.is_proxy() {
                     return reply;
                 }
                 reply
             }
-            (None, route) => self.route_reply(session, route, &raw_query, &pairs).await,
+            (None, route) => self.route_reply(session, route, query).await,
         };
         if self.cfg.cors
             && (method == Method::GET || method == Method::POST || method == Method::HEAD)
@@ -229,20 +230,14 @@ impl Edge {
     }
 
     /// Steps 3–8 for the route a request reached.
-    async fn route_reply(
-        &self,
-        session: &mut Session,
-        route: Route,
-        raw_query: &str,
-        pairs: &[(String, String)],
-    ) -> Reply {
+    async fn route_reply(&self, session: &mut Session, route: Route, query: &Query<'_>) -> Reply {
         match route {
             Route::Index => admin::index(&self.libvips),
             Route::Health => Box::pin(admin::health(&self.status())).await,
             Route::Form => admin::form(&self.cfg.path_prefix),
-            Route::Image(endpoint) => self.image(session, endpoint, raw_query, pairs).await,
+            Route::Image(endpoint) => self.image(session, endpoint, query).await,
             Route::Metrics => Box::pin(admin::metrics_reply(&self.status())).await,
-            Route::Purge => Box::pin(self.purge(session, pairs)).await,
+            Route::Purge => Box::pin(self.purge(session, query.pairs())).await,
             Route::Live => admin::live(),
             Route::Ready => admin::ready(),
             Route::NotFoundJson | Route::NotFoundPlain | Route::Redirect(_) => {
@@ -258,7 +253,7 @@ impl Edge {
         method: &Method,
         gates: &Gates,
         session: &Session,
-        pairs: &[(String, String)],
+        query: &Query<'_>,
         path: &str,
     ) -> Result<(), Error> {
         if gates.read_only && method != Method::GET && method != Method::HEAD {
@@ -268,7 +263,7 @@ impl Edge {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            signer.verify(path, pairs, now)?;
+            signer.verify(path, query.pairs(), now)?;
         }
         let get = method == Method::GET || method == Method::HEAD;
         if gates.get_gate && get && self.cfg.mount.is_none() && !self.cfg.enable_url_source {
@@ -280,7 +275,7 @@ impl Edge {
         if gates.keyed && !self.cfg.key.is_empty() {
             let given = header(session, "api-key")
                 .filter(|k| !k.is_empty())
-                .or_else(|| first(pairs, "key").map(str::to_owned))
+                .or_else(|| first(query.pairs(), "key").map(str::to_owned))
                 .unwrap_or_default();
             if !constant_time_eq(given.as_bytes(), self.cfg.key.as_bytes()) {
                 return Err(Error::InvalidApiKey);
@@ -334,13 +329,7 @@ impl Edge {
     }
 
     /// Steps 3–7 for an image endpoint.
-    async fn image(
-        &self,
-        session: &mut Session,
-        endpoint: Endpoint,
-        raw_query: &str,
-        pairs: &[(String, String)],
-    ) -> Reply {
+    async fn image(&self, session: &mut Session, endpoint: Endpoint, query: &Query<'_>) -> Reply {
         let accept = header(session, "accept");
         // A request repeated within a second: its key is known, and memory may have the answer.
         // Not for requests that carry headers forwarded to origins: their variants are keyed by
@@ -348,13 +337,10 @@ impl Edge {
         let method = &session.req_header().method;
         let forwarded = self.forwarded(session);
         let request = ((method == Method::GET || method == Method::HEAD) && forwarded.is_empty())
-            .then(|| KeyMemo::request(endpoint, raw_query, accept.as_deref()));
+            .then(|| KeyMemo::request(endpoint, query.raw, accept.as_deref()));
         if let Some(known) = request.as_ref().and_then(|r| self.memo.get(r)) {
             if let Some(variant) = self.producer.cache.get_memory_hit(&known.key).await {
-                metrics()
-                    .cache_outcomes
-                    .with_label_values(&[Outcome::HitMemory.as_str()])
-                    .inc();
+                metrics().cache_outcome(Outcome::HitMemory.as_str());
                 let mut reply = self.variant_reply(session, &variant, "HIT-MEMORY");
                 if known.vary_accept {
                     reply.vary("Accept");
@@ -363,7 +349,7 @@ impl Edge {
             }
         }
         // 3–4. parse and negotiate, before any source is read (FIX: imaginary fetches first).
-        let params = match Params::from_query(raw_query) {
+        let params = match Params::from_query(query.raw) {
             Ok(params) => params,
             Err(e) => return Reply::error(&Error::Op(e)),
         };
@@ -381,7 +367,9 @@ impl Edge {
         // Boxed, like every other long path below `handle`: the future of a request is moved
         // into a box of its own size on every request (async_trait, pingora), and a repeated
         // URL answered from memory should not copy the 13 KB the production path needs.
-        let mut reply = match Box::pin(self.serve(session, plan, pairs, forwarded, request)).await {
+        let mut reply = match Box::pin(self.serve(session, plan, query.pairs(), forwarded, request))
+            .await
+        {
             Ok(reply) => reply,
             Err(e) => {
                 tracing::info!(status = e.status(), error = %e.message(), "image request failed");
@@ -454,10 +442,7 @@ impl Edge {
             .cache
             .get_or_produce_for_source(key, source_id, move || producer.make(plan, input))
             .await?;
-        metrics()
-            .cache_outcomes
-            .with_label_values(&[outcome.as_str()])
-            .inc();
+        metrics().cache_outcome(outcome.as_str());
         let label = match outcome {
             Outcome::HitMemory => "HIT-MEMORY",
             Outcome::HitDisk => "HIT-DISK",
@@ -474,10 +459,10 @@ impl Edge {
         ctx: &mut RequestCtx,
         origin: &NamedOrigin,
         object: &str,
-        raw_query: &str,
-        pairs: &[(String, String)],
+        query: &Query<'_>,
     ) -> Reply {
-        let params = match Params::from_query(raw_query) {
+        let pairs = query.pairs();
+        let params = match Params::from_query(query.raw) {
             Ok(p) => p,
             Err(e) => return Reply::error(&Error::Op(e)),
         };
@@ -709,6 +694,7 @@ impl Edge {
 impl ProxyHttp for Edge {
     type CTX = RequestCtx;
 
+    /// Called once the request's head has been read: the latency counts from here.
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
@@ -719,13 +705,16 @@ impl ProxyHttp for Edge {
         }
     }
 
+    /// No per-request modules: pingora's default is a compression module switched off (level 0),
+    /// which still costs each request its context and a filter call per header and body.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     /// The whole lifecycle runs here and always writes the response (returns `true`).
     async fn request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        ctx.started = Instant::now();
         let timeouts = (self.cfg.read_timeout, self.cfg.write_timeout);
         session.set_read_timeout(timeouts.0.map(Duration::from_secs));
         session.set_write_timeout(timeouts.1.map(Duration::from_secs));
@@ -800,17 +789,8 @@ impl ProxyHttp for Edge {
         if ctx.passthrough.is_some() {
             ctx.bytes = session.as_downstream().body_bytes_sent();
         }
-        let m = metrics();
-        // The status as text, without an allocation for the codes `http` knows (all we send).
-        let known = http::StatusCode::from_u16(status).ok();
-        let code: Cow<str> = match &known {
-            Some(c) => c.as_str().into(),
-            None => status.to_string().into(),
-        };
-        m.requests.with_label_values(&[ctx.endpoint, &code]).inc();
-        m.request_seconds
-            .with_label_values(&[ctx.endpoint])
-            .observe(ctx.started.elapsed().as_secs_f64());
+        let elapsed = ctx.started.elapsed();
+        metrics().answered(ctx.endpoint, status, elapsed.as_secs_f64());
         let visible = match self.cfg.log_level.as_str() {
             "info" => true,
             "warning" => status >= 400,
@@ -821,14 +801,6 @@ impl ProxyHttp for Edge {
             return;
         }
         let req = session.req_header();
-        let ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| match a.ip() {
-                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-                ip => ip.to_string(),
-            })
-            .unwrap_or_else(|| "-".to_string());
         let uri = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri = crate::accesslog::redact_uri(uri);
         let proto = match req.version {
@@ -837,19 +809,40 @@ impl ProxyHttp for Edge {
             _ => "HTTP/1.1",
         };
         let entry = crate::accesslog::Entry {
-            ip: &ip,
+            ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
             at: std::time::SystemTime::now(),
             method: req.method.as_str(),
             uri: &uri,
             proto,
             status,
             bytes: ctx.bytes,
-            elapsed: ctx.started.elapsed(),
+            elapsed,
         };
-        crate::accesslog::write(&match self.cfg.log_json {
-            true => entry.json(),
-            false => entry.line(),
-        });
+        crate::accesslog::write(&entry, self.cfg.log_json);
+    }
+}
+
+/// A request's query: its text, and its pairs decoded on first use (a repeated URL answered
+/// from memory needs only the text).
+struct Query<'a> {
+    raw: &'a str,
+    pairs: std::sync::OnceLock<Vec<(String, String)>>,
+}
+
+impl<'a> Query<'a> {
+    fn new(raw: &'a str) -> Self {
+        Query {
+            raw,
+            pairs: Default::default(),
+        }
+    }
+
+    fn pairs(&self) -> &[(String, String)] {
+        self.pairs
+            .get_or_init(|| ops::params::query_pairs(self.raw))
     }
 }
 
