@@ -178,7 +178,7 @@ impl ServeHttp for AdminApp {
             .header("Server", concat!("imgedge/", env!("CARGO_PKG_VERSION")))
             .header("Cache-Control", "no-store");
         for (name, value) in &reply.headers {
-            response = response.header(*name, value.as_str());
+            response = response.header(*name, value.as_ref());
         }
         response
             .body(reply.body.to_vec())

@@ -25,6 +25,7 @@ pub mod route;
 pub mod source;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -221,11 +222,13 @@ impl Edge {
             if origin_header {
                 reply
                     .headers
-                    .push(("Access-Control-Allow-Origin", "*".to_string()));
+                    .push(("Access-Control-Allow-Origin", "*".into()));
             }
         }
         self.cache_headers(&mut reply, &method, &path);
-        reply.headers.extend(limit_headers);
+        reply
+            .headers
+            .extend(limit_headers.into_iter().map(|(n, v)| (n, v.into())));
         reply
     }
 
@@ -307,7 +310,9 @@ impl Edge {
         }
         let mut refusal = Reply::new(429, "text/plain; charset=utf-8", "limit exceeded\n")
             .header("X-Content-Type-Options", "nosniff");
-        refusal.headers.extend(verdict.headers);
+        refusal
+            .headers
+            .extend(verdict.headers.into_iter().map(|(n, v)| (n, v.into())));
         Err(Box::new(refusal))
     }
 
@@ -515,13 +520,13 @@ impl Edge {
     }
 
     /// A variant as a response: 304 when the client already has these bytes.
-    fn variant_reply(&self, session: &Session, v: &Variant, x_cache: &str) -> Reply {
+    fn variant_reply(&self, session: &Session, v: &Variant, x_cache: &'static str) -> Reply {
         let now = unix_now();
         let not_modified =
             header(session, "if-none-match").is_some_and(|inm| etag_matches(&inm, &v.etag));
         let mut reply = match not_modified {
-            true => Reply::new(304, &v.content_type, Bytes::new()),
-            false => Reply::new(200, &v.content_type, v.body.clone()),
+            true => Reply::new(304, v.content_type.clone(), Bytes::new()),
+            false => Reply::new(200, v.content_type.clone(), v.body.clone()),
         }
         .header("ETag", v.etag.clone())
         .header("X-Cache", x_cache)
@@ -672,21 +677,19 @@ impl Edge {
             return;
         }
         if !(200..300).contains(&reply.status) {
-            reply
-                .headers
-                .push(("Cache-Control", "no-store".to_string()));
+            reply.headers.push(("Cache-Control", "no-store".into()));
             return;
         }
         let expires = std::time::SystemTime::now() + Duration::from_secs(ttl as u64);
-        let control = if ttl == 0 {
-            "private, no-cache, no-store, must-revalidate".to_string()
+        let control: Cow<str> = if ttl == 0 {
+            "private, no-cache, no-store, must-revalidate".into()
         } else {
-            format!("public, s-maxage={ttl}, max-age={ttl}, no-transform")
+            format!("public, s-maxage={ttl}, max-age={ttl}, no-transform").into()
         };
         reply.headers.push(("Cache-Control", control));
         reply
             .headers
-            .push(("Expires", httpdate::fmt_http_date(expires)));
+            .push(("Expires", httpdate::fmt_http_date(expires).into()));
     }
 }
 

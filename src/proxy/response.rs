@@ -3,7 +3,10 @@
 //! Every generated response carries `Content-Length` (keep-alive clients hang without it) and
 //! goes through [`send`], so HEAD, CORS and server headers are handled in one place.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
@@ -13,17 +16,26 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    /// Fixed texts stay borrowed and owned ones are handed over: neither is copied again on
+    /// the way out ([`send`]), which was a third of a cache hit's allocations.
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Bytes,
     /// The error this reply reports, if any (the placeholder replaces such replies).
     pub error: Option<Error>,
 }
 
 impl Reply {
-    pub fn new(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Bytes>,
+    ) -> Self {
+        // Room for every header a variant is answered with, so none of them reallocates.
+        let mut headers = Vec::with_capacity(10);
+        headers.push(("Content-Type", content_type.into()));
         Reply {
             status,
-            headers: vec![("Content-Type", content_type.to_string())],
+            headers,
             body: body.into(),
             error: None,
         }
@@ -37,7 +49,7 @@ impl Reply {
     pub fn error(e: &Error) -> Self {
         let mut reply = Reply::json(e.status(), e.json());
         if matches!(e, Error::Overloaded) {
-            reply.headers.push(("Retry-After", "1".to_string()));
+            reply.headers.push(("Retry-After", "1".into()));
         }
         reply.error = Some(e.clone());
         reply
@@ -59,11 +71,11 @@ impl Reply {
 
     pub fn redirect(location: String) -> Self {
         let mut reply = Reply::new(301, "text/html; charset=utf-8", "");
-        reply.headers.push(("Location", location));
+        reply.headers.push(("Location", location.into()));
         reply
     }
 
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -73,11 +85,12 @@ impl Reply {
     pub fn vary(&mut self, value: &str) {
         match self.headers.iter_mut().find(|(n, _)| *n == "Vary") {
             Some((_, v)) if !v.split(", ").any(|x| x == value) => {
+                let v = v.to_mut();
                 v.push_str(", ");
                 v.push_str(value);
             }
             Some(_) => {}
-            None => self.headers.push(("Vary", value.to_string())),
+            None => self.headers.push(("Vary", value.to_string().into())),
         }
     }
 }
@@ -85,8 +98,18 @@ impl Reply {
 /// Writes `reply`; for HEAD only the headers (with the body's length). Returns body bytes sent.
 pub async fn send(session: &mut Session, reply: Reply, head: bool) -> pingora::Result<usize> {
     let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
-    for (name, value) in &reply.headers {
-        header.append_header(*name, value.as_str())?;
+    for (name, value) in reply.headers {
+        let value = match value {
+            // `from_static` panics where `from_str` errs: checked first, by the same rule.
+            Cow::Borrowed(text) if text.bytes().all(|b| b == b'\t' || (32..127).contains(&b)) => {
+                Ok(HeaderValue::from_static(text))
+            }
+            Cow::Borrowed(text) => HeaderValue::from_str(text),
+            Cow::Owned(text) => HeaderValue::try_from(text),
+        };
+        let value = value
+            .map_err(|_| pingora::Error::explain(pingora::ErrorType::InvalidHTTPHeader, name))?;
+        header.append_header(name, value)?;
     }
     // 304 and 204 have no body and no length of one (RFC 9110 §8.6).
     if !matches!(reply.status, 204 | 304) {
