@@ -94,6 +94,52 @@ fn freed_memory_is_returned_by_one_jemalloc_background_thread() {
 }
 
 #[test]
+fn request_threads_run_with_a_short_scheduler_slice_and_image_workers_do_not() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut version = release
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (version.next().unwrap_or(0), version.next().unwrap_or(0));
+    let s = Imgedge::start(&["-mount", testdata().to_str().unwrap()]);
+    assert_eq!(s.get("/resize?width=120&file=scene.jpg").status, 200);
+    // name -> slices of the threads of that name (`se.slice` needs CONFIG_SCHED_DEBUG)
+    let mut slices: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for task in std::fs::read_dir(format!("/proc/{}/task", s.child.id())).unwrap() {
+        let task = task.unwrap().path();
+        let name = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        let sched = std::fs::read_to_string(task.join("sched")).unwrap_or_default();
+        let slice = sched
+            .lines()
+            .find(|l| l.starts_with("se.slice"))
+            .and_then(|l| l.split(':').nth(1)?.trim().parse().ok());
+        if let Some(slice) = slice {
+            slices
+                .entry(name.trim().to_string())
+                .or_default()
+                .push(slice);
+        }
+    }
+    if (major, minor) < (6, 12) || slices.is_empty() {
+        eprintln!("kernel {release:?} has no custom slices or does not report them: not checked");
+        return;
+    }
+    // The request that was answered ran on a request thread, which asked for 0.1 ms.
+    let short = |name: &str| {
+        slices
+            .get(name)
+            .map_or(0, |s| s.iter().filter(|&&v| v == 100_000).count())
+    };
+    assert!(short("imgedge") >= 1, "{slices:?}");
+    let workers: Vec<&u64> = slices
+        .iter()
+        .filter(|(n, _)| n.starts_with("imgedge-worker"))
+        .flat_map(|(_, s)| s)
+        .collect();
+    assert!(!workers.is_empty(), "{slices:?}");
+    assert!(workers.iter().all(|&&v| v != 100_000), "{slices:?}");
+}
+
+#[test]
 fn probes_need_no_api_key_and_answer_under_the_prefix() {
     let s = Imgedge::start(&["-key", "s3cret", "-path-prefix", "/api"]);
     assert_eq!(

@@ -22,6 +22,7 @@ pub mod produce;
 pub mod rehome;
 pub mod response;
 pub mod route;
+pub mod slice;
 pub mod source;
 pub mod upstream;
 

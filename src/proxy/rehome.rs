@@ -50,6 +50,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Rehome<A> {
         stream: pingora::protocols::Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
+        // Every connection is served here, on the thread that serves it.
+        super::slice::short_for_this_thread();
         let mut stream = moved(stream).await;
         // Keep-alive requests are looped here rather than by pingora, which would call this
         // again for each and move an already local connection once more.
