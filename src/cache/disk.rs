@@ -238,6 +238,8 @@ struct Batch {
 struct Queue {
     records: BTreeMap<Key, Blob>,
     bytes: u64,
+    /// Handed over for the last time: later records are refused.
+    closed: bool,
 }
 
 impl Batch {
@@ -245,8 +247,12 @@ impl Batch {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(self: &Arc<Self>, key: Key, blob: Blob) {
+    /// Queues the record; false once the batch is closed.
+    fn push(self: &Arc<Self>, key: Key, blob: Blob) -> bool {
         let mut queue = self.lock();
+        if queue.closed {
+            return false;
+        }
         queue.bytes += blob.0.len() as u64;
         if let Some(old) = queue.records.insert(key, blob) {
             queue.bytes -= old.0.len() as u64;
@@ -262,10 +268,20 @@ impl Batch {
                 batch.flush();
             });
         }
+        true
     }
 
     fn flush(&self) {
         self.hand_over(&mut self.lock());
+    }
+
+    /// Hands over what waits and refuses every later record, under the lock `push` takes: a
+    /// record that passed the tier's own `closed` check just before a close cannot slip in
+    /// after this last hand-over and be left unwritten.
+    fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        self.hand_over(&mut queue);
     }
 
     fn hand_over(&self, queue: &mut Queue) {
@@ -421,8 +437,7 @@ impl DiskTier {
         if record.len() as u64 > self.max_record || self.closed.load(Ordering::Acquire) {
             return false;
         }
-        self.batch.push(key, Blob(record));
-        true
+        self.batch.push(key, Blob(record))
     }
 
     /// Deletes the entry. A record still in foyer's write queue can be served until that
@@ -473,7 +488,7 @@ impl DiskTier {
             return Ok(());
         }
         self.closed.store(true, Ordering::Release);
-        self.batch.flush();
+        self.batch.close();
         self.batch.cache.storage().wait().await;
         let closed = self
             .batch
@@ -798,6 +813,32 @@ mod tests {
         // One block of the 15 holds everything written so far.
         assert_eq!(tier.used_bytes(), BLOCK, "recovered usage is reported");
         assert_eq!(tier.dropped_writes(), 0);
+        tier.close().await.unwrap();
+    }
+
+    /// An insert that passed the tier's `closed` check just before `close` set it reaches the
+    /// batch after its last hand-over: the batch refuses it, so no accepted record is left
+    /// unwritten (before, it was accepted and lost at the stop).
+    #[tokio::test]
+    async fn a_record_racing_the_close_is_refused_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tier, _, _) = open(dir.path()).await;
+        let record = |i| encode_record(&stored(&body(i, 1_000))).unwrap();
+        assert!(tier.insert(key(1), record(1)));
+        // What `close` does first, before the racing insert runs.
+        tier.batch.close();
+        assert!(
+            !tier.insert(key(2), record(2)),
+            "accepted after the last hand-over"
+        );
+        tier.close().await.unwrap();
+        drop(tier);
+        let (tier, _, _) = open(dir.path()).await;
+        assert!(
+            hit(&tier, &key(1)).await.is_some(),
+            "the record before the close is kept"
+        );
+        assert!(hit(&tier, &key(2)).await.is_none());
         tier.close().await.unwrap();
     }
 
