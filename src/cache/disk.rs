@@ -740,6 +740,13 @@ mod tests {
             .collect()
     }
 
+    /// Closes the tier and opens its directory again, as a restart does.
+    async fn reopen(tier: DiskTier, dir: &Path) -> DiskTier {
+        tier.close().await.unwrap();
+        drop(tier);
+        open(dir).await.0
+    }
+
     async fn hit(tier: &DiskTier, k: &Key) -> Option<Stored> {
         match tier.get(k).await {
             DiskRead::Hit(s) => Some(s),
@@ -831,9 +838,7 @@ mod tests {
             !tier.insert(key(2), record(2)),
             "accepted after the last hand-over"
         );
-        tier.close().await.unwrap();
-        drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
+        let tier = reopen(tier, dir.path()).await;
         assert!(
             hit(&tier, &key(1)).await.is_some(),
             "the record before the close is kept"
@@ -870,9 +875,7 @@ mod tests {
             (1..=18).contains(&written),
             "{written} writes for 12 records"
         );
-        tier.close().await.unwrap();
-        drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
+        let tier = reopen(tier, dir.path()).await;
         for i in 0..12 {
             assert_eq!(hit(&tier, &key(i)).await.is_some(), i != 5, "record {i}");
         }
@@ -916,14 +919,10 @@ mod tests {
         let (tier, _, _) = open(dir.path()).await;
         tier.insert(key(1), encode_record(&stored(b"one")).unwrap());
         tier.insert(key(2), encode_record(&stored(b"two")).unwrap());
-        tier.close().await.unwrap();
-        drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
+        let tier = reopen(tier, dir.path()).await;
         tier.purge(&key(1)).await;
         assert!(hit(&tier, &key(1)).await.is_none());
-        tier.close().await.unwrap();
-        drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
+        let tier = reopen(tier, dir.path()).await;
         assert!(
             hit(&tier, &key(1)).await.is_none(),
             "tombstone kept it deleted"
@@ -972,9 +971,7 @@ mod tests {
         assert_eq!(rec.len(), max);
         assert!(tier.insert(key(1), Bytes::from(rec)));
         drop(fits);
-        tier.close().await.unwrap();
-        drop(tier);
-        let (tier, _, _) = open(dir.path()).await;
+        let tier = reopen(tier, dir.path()).await;
         let got = hit(&tier, &key(1))
             .await
             .expect("a block-sized record round-trips");
