@@ -124,9 +124,7 @@ impl Metrics {
         }
         out
     }
-}
 
-impl Metrics {
     /// One answered request: `requests{endpoint,status}` and `request_seconds{endpoint}`.
     pub fn answered(&self, endpoint: &'static str, status: u16, seconds: f64) {
         type Children = RefCell<Vec<((&'static str, u16), (IntCounter, Histogram))>>;

@@ -227,9 +227,7 @@ impl Edge {
             }
         }
         self.cache_headers(&mut reply, &method, &path);
-        reply
-            .headers
-            .extend(limit_headers.into_iter().map(|(n, v)| (n, v.into())));
+        reply.headers.extend(limit_headers);
         reply
     }
 
@@ -290,7 +288,10 @@ impl Edge {
 
     /// The rate limit (spec §10.4): `X-RateLimit-*` headers for the response, or imaginary's
     /// plain-text refusal.
-    fn throttle(&self, session: &Session) -> Result<Vec<(&'static str, String)>, Box<Reply>> {
+    fn throttle(
+        &self,
+        session: &Session,
+    ) -> Result<Vec<(&'static str, Cow<'static, str>)>, Box<Reply>> {
         let Some(limit) = &self.rate_limit else {
             return Ok(Vec::new());
         };
@@ -306,14 +307,13 @@ impl Edge {
             .and_then(|a| a.as_inet())
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
         let verdict = limit.check(ip, Instant::now());
+        let headers = verdict.headers.into_iter().map(|(n, v)| (n, v.into()));
         if verdict.allowed {
-            return Ok(verdict.headers);
+            return Ok(headers.collect());
         }
         let mut refusal = Reply::new(429, "text/plain; charset=utf-8", "limit exceeded\n")
             .header("X-Content-Type-Options", "nosniff");
-        refusal
-            .headers
-            .extend(verdict.headers.into_iter().map(|(n, v)| (n, v.into())));
+        refusal.headers.extend(headers);
         Err(Box::new(refusal))
     }
 
