@@ -793,6 +793,8 @@ impl ProxyHttp for Edge {
         if ctx.passthrough.is_some() {
             ctx.bytes = session.as_downstream().body_bytes_sent();
         }
+        // The answer is out: a turn of the CPU may end here.
+        slice::after_answer();
         let elapsed = ctx.started.elapsed();
         metrics().answered(ctx.endpoint, status, elapsed.as_secs_f64());
         let visible = match self.cfg.log_level.as_str() {

@@ -52,12 +52,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Rehome<A> {
     ) -> Option<pingora::protocols::Stream> {
         // Every connection is served here, on the thread that serves it.
         super::slice::short_for_this_thread();
-        let mut stream = moved(stream).await;
-        // Keep-alive requests are looped here rather than by pingora, which would call this
-        // again for each and move an already local connection once more.
-        loop {
-            stream = self.0.process_new(stream, shutdown).await?;
-        }
+        // pingora serves every request of the connection (keep-alive included) in this call.
+        self.0.process_new(moved(stream).await, shutdown).await
     }
 
     async fn cleanup(&self) {
