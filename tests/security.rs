@@ -4,6 +4,7 @@
 mod common;
 
 use common::{enc, request, sample, testdata, Imgedge, Origin, Resource};
+use std::time::{Duration, Instant};
 
 #[test]
 fn ssrf_guard_refuses_internal_addresses_by_default() {
@@ -679,7 +680,9 @@ fn hostile_params_get_clean_errors() {
 
 #[test]
 fn a_full_worker_queue_answers_503_with_retry_after() {
-    // One worker, no queue: concurrent cold transforms beyond the first are refused at once.
+    // One worker, no queue: concurrent cold transforms beyond the first are refused, each after
+    // the refusal's hold (0.1 s: a client that asks again at once must not turn refusals into
+    // the server's main work).
     let s = Imgedge::start(&[
         "-mount",
         testdata().to_str().unwrap(),
@@ -688,15 +691,25 @@ fn a_full_worker_queue_answers_503_with_retry_after() {
         "-queue",
         "0",
     ]);
-    let replies: Vec<common::Reply> = std::thread::scope(|scope| {
+    let timed: Vec<(common::Reply, Duration)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
             .map(|i| {
                 let url = s.url(&format!("/blur?sigma=40&width={}&file=scene.jpg", 900 + i));
-                scope.spawn(move || request("GET", &url, &[], None))
+                scope.spawn(move || {
+                    let asked = Instant::now();
+                    let reply = request("GET", &url, &[], None);
+                    (reply, asked.elapsed())
+                })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    for (reply, took) in &timed {
+        if reply.status == 503 {
+            assert!(*took >= Duration::from_millis(100), "answered in {took:?}");
+        }
+    }
+    let replies: Vec<common::Reply> = timed.into_iter().map(|(r, _)| r).collect();
     assert!(
         replies.iter().any(|r| r.status == 200),
         "the worker served one"

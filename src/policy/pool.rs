@@ -2,8 +2,8 @@
 //!
 //! libvips work is CPU-bound and must never run on the async workers. `workers` threads of
 //! their own run the transforms; at most `queue` more may wait, each for at most `max_wait`;
-//! past that the request is refused with 503 + `Retry-After` instead of piling up memory and
-//! latency. Sources are read before a job is queued (mounted files: on the worker), so a slow
+//! past that the request is refused with 503 + `Retry-After` (answered after [`REFUSAL_HOLD`])
+//! instead of piling up memory and latency. Sources are read before a job is queued (mounted files: on the worker), so a slow
 //! client never holds one.
 //!
 //! A worker that finishes takes the next job itself. Handing the next job over through the
@@ -20,6 +20,19 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
+
+/// How long a refusal waits before it is answered. A client refused under a flood asks again at
+/// once (a closed-loop load generator does; so does a retry loop that ignores `Retry-After`):
+/// refusals answered at once kept four request threads busy, which took two thirds of the cores
+/// from the image workers, and the jobs already queued waited three times longer for them
+/// (docs/performance.md, change 31). A held refusal costs a timer, no CPU.
+pub const REFUSAL_HOLD: Duration = Duration::from_millis(100);
+
+/// [`Error::Overloaded`], after [`REFUSAL_HOLD`].
+pub async fn refusal() -> Error {
+    tokio::time::sleep(REFUSAL_HOLD).await;
+    Error::Overloaded
+}
 
 pub struct Pool {
     shared: Arc<Shared>,
@@ -183,14 +196,18 @@ impl Pool {
         let id = {
             let mut state = self.shared.lock();
             if self.full(&state) {
-                return Err(Error::Overloaded);
+                None
+            } else {
+                let id = state.next_id;
+                state.next_id += 1;
+                state
+                    .jobs
+                    .push_back((id, Box::new(Pending { work, reply })));
+                Some(id)
             }
-            let id = state.next_id;
-            state.next_id += 1;
-            state
-                .jobs
-                .push_back((id, Box::new(Pending { work, reply })));
-            id
+        };
+        let Some(id) = id else {
+            return Err(refusal().await);
         };
         self.shared.queued.notify_one();
         let mut queued = Withdraw {
@@ -298,7 +315,9 @@ mod tests {
         };
         until(&pool, |p| p.waiting() == 1).await;
         assert!(pool.is_saturated());
+        let asked = std::time::Instant::now();
         assert_eq!(pool.run(|| 3).await.unwrap_err(), Error::Overloaded);
+        assert!(asked.elapsed() >= REFUSAL_HOLD, "the refusal is held");
         release.send(()).unwrap();
         assert!(busy.await.unwrap().is_ok());
         assert_eq!(queued.await.unwrap().unwrap(), 2);

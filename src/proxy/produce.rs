@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::metrics;
 use crate::ops::{self, OpError, Plan};
-use crate::policy::pool::Pool;
+use crate::policy::pool::{self, Pool};
 
 /// Where the bytes of a source come from.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl Producer {
         // Under overload, refuse before reading megabytes of source that would only wait.
         if self.pool.is_saturated() {
             metrics().pool_rejected.inc();
-            return Err(Error::Overloaded);
+            return Err(pool::refusal().await);
         }
         // A mounted file is read on the worker itself, not before the queue: one hop between
         // threads fewer, and a request waiting for a worker holds no source bytes.
