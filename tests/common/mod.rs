@@ -38,7 +38,7 @@ impl Imgedge {
     pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Imgedge {
         let log = dir.path().join("stdout.log");
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imgedge"))
             .args([
                 "-a",
                 "127.0.0.1",
@@ -57,7 +57,15 @@ impl Imgedge {
             .spawn()
             .expect("start imgedge");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_listening(addr);
+        // A server that exits at start (a port it cannot bind, a bad flag) fails the test with
+        // its log, which goes to a file the test deletes, instead of a refused request later.
+        wait_listening_while(addr, || match child.try_wait() {
+            Ok(Some(status)) => Err(format!(
+                "imgedge exited at start ({status}); its log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )),
+            _ => Ok(()),
+        });
         Imgedge {
             child,
             addr,
@@ -123,8 +131,19 @@ impl Drop for Imgedge {
 
 /// Waits (at most 30 s) until something accepts connections on `addr`.
 pub fn wait_listening(addr: SocketAddr) {
+    wait_listening_while(addr, || Ok(()));
+}
+
+/// [`wait_listening`], failing at once with its reason when `alive` says the server is gone.
+fn wait_listening_while(addr: SocketAddr, mut alive: impl FnMut() -> Result<(), String>) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(addr).is_err() {
+    loop {
+        if let Err(why) = alive() {
+            panic!("{addr}: {why}");
+        }
+        if TcpStream::connect(addr).is_ok() {
+            return;
+        }
         assert!(Instant::now() < deadline, "{addr} did not start listening");
         std::thread::sleep(Duration::from_millis(20));
     }
