@@ -75,27 +75,37 @@ impl Haproxy {
         }
     }
 
-    /// HAProxy's view of one server (`UP`, `DOWN`, …) from its stats socket.
-    fn server_status(&self, server: &str) -> String {
+    /// HAProxy's view of one server (`UP`, `DOWN`, …) from its stats socket. HAProxy may
+    /// accept on its frontend before it has made the socket, so a missing socket is an error
+    /// the caller waits out, not a failure.
+    fn server_status(&self, server: &str) -> std::io::Result<String> {
         use std::io::{Read, Write};
-        let mut sock = std::os::unix::net::UnixStream::connect(self._dir.path().join("admin.sock"))
-            .expect("haproxy stats socket");
-        sock.write_all(b"show stat\n").unwrap();
+        let mut sock =
+            std::os::unix::net::UnixStream::connect(self._dir.path().join("admin.sock"))?;
+        sock.write_all(b"show stat\n")?;
         let mut csv = String::new();
-        sock.read_to_string(&mut csv).unwrap();
+        sock.read_to_string(&mut csv)?;
         // # pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,
         //   wretr,wredis,status,...
-        csv.lines()
+        Ok(csv
+            .lines()
             .map(|l| l.split(',').collect::<Vec<_>>())
             .find(|c| c.len() > 17 && c[0] == "imgedge" && c[1] == server)
             .map(|c| c[17].to_string())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
     fn wait_status(&self, server: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.server_status(server).starts_with(status) {
-            assert!(Instant::now() < deadline, "{server} never {status}");
+        loop {
+            let now = self.server_status(server);
+            if matches!(&now, Ok(s) if s.starts_with(status)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{server} never {status}: last seen {now:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
