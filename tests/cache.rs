@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{enc, request, sample, testdata, Imgedge, Origin, Resource};
 
@@ -179,6 +179,47 @@ fn an_edited_file_is_a_new_source() {
     let respelled = s.get("/resize?file=x.jpg&width=0100");
     assert_eq!(respelled.header("x-cache"), Some("HIT-MEMORY"));
     assert_eq!(respelled.size(), (100, 75));
+}
+
+/// With the memory tier off, a request repeated within a second goes to the disk tier with the
+/// key it had (src/proxy/memo.rs): the source is not looked at, so a file removed in that
+/// second is still answered with its variant; after it, the file is looked at again.
+#[test]
+fn a_repeated_request_is_answered_from_disk_without_its_source_for_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.jpg");
+    let s = Imgedge::start(&["-mount", dir.path().to_str().unwrap(), "-cache-memory", "0"]);
+    let mut attempt = 0;
+    let url = loop {
+        // A machine that stalls past the second between two requests proves nothing: again.
+        attempt += 1;
+        std::fs::write(&file, sample("scene.jpg")).unwrap();
+        let url = format!("/resize?width={}&file=x.jpg", 100 + attempt);
+        let started = Instant::now();
+        let first = s.get(&url);
+        assert_eq!(first.header("x-cache"), Some("MISS"));
+        std::fs::remove_file(&file).unwrap();
+        let again = s.get(&url);
+        if started.elapsed() >= Duration::from_millis(900) {
+            assert!(attempt < 5, "every attempt took over 0.9 s");
+            continue;
+        }
+        assert_eq!(
+            again.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&again.body)
+        );
+        assert_eq!(again.header("x-cache"), Some("HIT-DISK"));
+        assert_eq!(again.body, first.body);
+        assert_eq!(again.size(), (100 + attempt, 67));
+        break url;
+    };
+    std::thread::sleep(Duration::from_millis(1100));
+    // imaginary's answer for a mounted file it cannot read.
+    let gone = s.get(&url);
+    assert_eq!(gone.status, 400);
+    assert!(String::from_utf8_lossy(&gone.body).contains("Invalid file path"));
 }
 
 #[test]

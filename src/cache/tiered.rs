@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use super::disk::{encode_record, DiskRead, DiskTier, Opened};
-use super::flight::Flights;
+use super::flight::{Flights, Outcome};
 use super::key::Key;
 use super::memory::{MemoryTier, Stored};
 use super::purge::{Binding, Generations, SourceId};
@@ -320,14 +320,16 @@ impl Cache {
         found
     }
 
-    /// Memory lookup counted only when it hits: a miss here is followed by the full lookup,
-    /// which counts it (the proxy's shortcut for requests whose key it remembers).
-    pub async fn get_memory_hit(&self, key: &Key) -> Option<Arc<Variant>> {
-        let found = self.peek_memory(key).await;
-        if found.is_some() {
+    /// [`Cache::get`] for a key the caller remembers (the proxy's shortcut for a repeated
+    /// request), counted only when found: a miss here is followed by the full lookup, which
+    /// counts it.
+    pub async fn get_known(&self, key: &Key) -> Option<(Arc<Variant>, Outcome)> {
+        if let Some(v) = self.peek_memory(key).await {
             bump(&self.inner.counters.memory_hits);
+            return Some((v, Outcome::HitMemory));
         }
-        found
+        let v = self.read_disk(key, false).await?;
+        Some((v, Outcome::HitDisk))
     }
 
     /// Memory lookup without counting (single-flight re-check).
@@ -352,6 +354,11 @@ impl Cache {
 
     /// Disk lookup, counted; a hit is promoted into memory.
     pub(crate) async fn get_disk(&self, key: &Key) -> Option<Arc<Variant>> {
+        self.read_disk(key, true).await
+    }
+
+    /// Disk lookup; a hit is counted and promoted into memory, a miss counted if `count_miss`.
+    async fn read_disk(&self, key: &Key, count_miss: bool) -> Option<Arc<Variant>> {
         let d = self.inner.disk.as_ref()?;
         let c = &self.inner.counters;
         let found = match d.get(key).await {
@@ -391,7 +398,9 @@ impl Cache {
                 Some(variant)
             }
             None => {
-                bump(&c.disk_misses);
+                if count_miss {
+                    bump(&c.disk_misses);
+                }
                 None
             }
         }
@@ -478,6 +487,35 @@ pub(crate) mod tests {
         assert_eq!(tier, Tier::Memory, "a disk hit is promoted");
         let s = cache.stats();
         assert_eq!((s.disk_hits, s.memory_hits, s.memory_misses), (1, 1, 1));
+        cache.close().await.unwrap();
+    }
+
+    /// The shortcut's lookup answers from either tier and counts only what it finds: the full
+    /// lookup that follows a miss counts the miss once.
+    #[tokio::test]
+    async fn a_known_key_is_found_in_memory_or_on_disk_and_only_hits_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        cache.insert(key("a"), variant(b"AAA")).await;
+        let (v, outcome) = cache.get_known(&key("a")).await.unwrap();
+        assert_eq!(
+            (v.body.as_ref(), outcome),
+            (&b"AAA"[..], Outcome::HitMemory)
+        );
+        cache.close().await.unwrap();
+        drop(cache);
+
+        let cache = Cache::open(config(dir.path())).await.unwrap();
+        let (v, outcome) = cache.get_known(&key("a")).await.unwrap();
+        assert_eq!((v.body.as_ref(), outcome), (&b"AAA"[..], Outcome::HitDisk));
+        let (_, outcome) = cache.get_known(&key("a")).await.unwrap();
+        assert_eq!(outcome, Outcome::HitMemory, "a disk hit is promoted");
+        assert!(cache.get_known(&key("b")).await.is_none());
+        let s = cache.stats();
+        assert_eq!(
+            (s.memory_hits, s.memory_misses, s.disk_hits, s.disk_misses),
+            (1, 0, 1, 0)
+        );
         cache.close().await.unwrap();
     }
 

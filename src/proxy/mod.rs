@@ -4,7 +4,7 @@
 //! ```text
 //! 1. route      path prefix, endpoint table, 301 for non-canonical paths      (route.rs)
 //! 2. admit      method gates, API key, CORS pre-flight, disabled endpoints
-//!    shortcut   a GET repeated within a second: its key is known, L1 may answer     (memo.rs)
+//!    shortcut   a GET repeated within a second: its key is known, L1 or L2 may answer (memo.rs)
 //! 3. parse      query → ops::Params → ops::Plan (validated before any fetch)
 //! 4. negotiate  type=auto + Accept (inside Plan::new)
 //! 5. source     POST body · mounted file · origin                             (source.rs, origin.rs)
@@ -337,17 +337,17 @@ impl Edge {
     /// Steps 3–7 for an image endpoint.
     async fn image(&self, session: &mut Session, endpoint: Endpoint, query: &Query<'_>) -> Reply {
         let accept = header(session, "accept");
-        // A request repeated within a second: its key is known, and memory may have the answer.
-        // Not for requests that carry headers forwarded to origins: their variants are keyed by
-        // those too, and must not be answered with the one made without them.
+        // A request repeated within a second: its key is known, and memory or disk may have the
+        // answer. Not for requests that carry headers forwarded to origins: their variants are
+        // keyed by those too, and must not be answered with the one made without them.
         let method = &session.req_header().method;
         let forwarded = self.forwarded(session);
         let request = ((method == Method::GET || method == Method::HEAD) && forwarded.is_empty())
             .then(|| KeyMemo::request(endpoint, query.raw, accept.as_deref()));
         if let Some(known) = request.as_ref().and_then(|r| self.memo.get(r)) {
-            if let Some(variant) = self.producer.cache.get_memory_hit(&known.key).await {
-                metrics().cache_outcome(Outcome::HitMemory.as_str());
-                let mut reply = self.variant_reply(session, &variant, "HIT-MEMORY");
+            if let Some((variant, outcome)) = self.producer.cache.get_known(&known.key).await {
+                metrics().cache_outcome(outcome.as_str());
+                let mut reply = self.variant_reply(session, &variant, x_cache(outcome));
                 if known.vary_accept {
                     reply.vary("Accept");
                 }
@@ -449,12 +449,7 @@ impl Edge {
             .get_or_produce_for_source(key, source_id, move || producer.make(plan, input))
             .await?;
         metrics().cache_outcome(outcome.as_str());
-        let label = match outcome {
-            Outcome::HitMemory => "HIT-MEMORY",
-            Outcome::HitDisk => "HIT-DISK",
-            Outcome::Miss | Outcome::Coalesced => "MISS",
-        };
-        Ok(self.variant_reply(session, &variant, label))
+        Ok(self.variant_reply(session, &variant, x_cache(outcome)))
     }
 
     /// A named origin's object: transformed with imaginary's params (the origin's default
@@ -869,6 +864,15 @@ fn variant_key(plan: &Plan, identity: &str) -> Key {
         .field("plan", format!("{plan:?}"))
         .field("source", identity)
         .finish()
+}
+
+/// The `X-Cache` value for how the cache answered: a coalesced request waited for a production.
+fn x_cache(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::HitMemory => "HIT-MEMORY",
+        Outcome::HitDisk => "HIT-DISK",
+        Outcome::Miss | Outcome::Coalesced => "MISS",
+    }
 }
 
 /// Weak comparison of `If-None-Match` against our (strong) ETag, as RFC 9110 §13.1.2 asks.
