@@ -10,6 +10,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use imgedge::cache::{Cache, CacheConfig, Key, Variant};
 use imgedge::ops::{Endpoint, Params, Plan};
+use imgedge::proxy::variant_key;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -33,17 +34,6 @@ fn key(i: u64) -> Key {
     Key::builder().field("bench", i.to_le_bytes()).finish()
 }
 
-/// The key of one request as the proxy derives it: endpoint, canonical plan, source identity
-/// and output format (DESIGN.md, "Cache").
-fn request_key(plan: &Plan, source: &str) -> Key {
-    Key::builder()
-        .field("endpoint", format!("{:?}", plan.endpoint))
-        .field("plan", format!("{plan:?}"))
-        .field("source", source)
-        .field("format", "jpeg")
-        .finish()
-}
-
 fn bench_key(c: &mut Criterion) {
     let mut g = c.benchmark_group("key");
     g.sample_size(30)
@@ -52,11 +42,11 @@ fn bench_key(c: &mut Criterion) {
     let query = "width=300&height=200&type=jpeg&quality=80&file=photos/cat.jpg";
     let params = Params::from_query(query).unwrap();
     let plan = Plan::new(Endpoint::Resize, &params, None).unwrap();
-    g.bench_function("request_key_from_plan", |b| {
+    g.bench_function("variant_key_from_plan", |b| {
         b.iter(|| {
-            request_key(
+            variant_key(
                 std::hint::black_box(&plan),
-                "file:photos/cat.jpg:48213:1700000000",
+                "file:photos/cat.jpg\n48213\n1700000000",
             )
         })
     });
@@ -64,7 +54,7 @@ fn bench_key(c: &mut Criterion) {
         b.iter(|| {
             let params = Params::from_query(std::hint::black_box(query)).unwrap();
             let plan = Plan::new(Endpoint::Resize, &params, None).unwrap();
-            request_key(&plan, "file:photos/cat.jpg:48213:1700000000")
+            variant_key(&plan, "file:photos/cat.jpg\n48213\n1700000000")
         })
     });
     g.finish();

@@ -859,7 +859,7 @@ fn header(session: &Session, name: &str) -> Option<String> {
 
 /// The cache key of a variant. The plan is the parsed, validated, canonical request:
 /// `width=0300&foo=1` and `width=300` share it; `sign` and `key` never reach it.
-fn variant_key(plan: &Plan, identity: &str) -> Key {
+pub fn variant_key(plan: &Plan, identity: &str) -> Key {
     Key::builder()
         .field("plan", format!("{plan:?}"))
         .field("source", identity)
