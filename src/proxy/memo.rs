@@ -2,7 +2,7 @@
 //!
 //! A cache hit used to derive its key again on every request: parse the query, build the
 //! plan, print and hash it, open and stat the mounted file — a third of the CPU of a memory
-//! hit, a fifth of a disk hit's. A request repeated (same endpoint, query and `Accept`) within
+//! hit, a quarter of a disk hit's. A request repeated (same endpoint, query and `Accept`) within
 //! [`FRESH_FOR`] goes straight to the memory tier, then the disk tier, with the key it had.
 //! Only the key is remembered, never an answer: a miss in both (evicted, purged, never
 //! produced) takes the full path, and every gate before this step (signature, API key, rate
