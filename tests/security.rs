@@ -4,6 +4,7 @@
 mod common;
 
 use common::{enc, request, sample, testdata, Imgedge, Origin, Resource};
+use imgedge::policy::pool::REFUSAL_HOLD;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -681,7 +682,7 @@ fn hostile_params_get_clean_errors() {
 #[test]
 fn a_full_worker_queue_answers_503_with_retry_after() {
     // One worker, no queue: concurrent cold transforms beyond the first are refused, each after
-    // the refusal's hold (0.1 s: a client that asks again at once must not turn refusals into
+    // the refusal's hold (REFUSAL_HOLD: a client that asks again at once must not turn refusals into
     // the server's main work).
     let s = Imgedge::start(&[
         "-mount",
@@ -706,7 +707,7 @@ fn a_full_worker_queue_answers_503_with_retry_after() {
     });
     for (reply, took) in &timed {
         if reply.status == 503 {
-            assert!(*took >= Duration::from_millis(100), "answered in {took:?}");
+            assert!(*took >= REFUSAL_HOLD, "answered in {took:?}");
         }
     }
     let replies: Vec<common::Reply> = timed.into_iter().map(|(r, _)| r).collect();

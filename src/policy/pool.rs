@@ -3,8 +3,8 @@
 //! libvips work is CPU-bound and must never run on the async workers. `workers` threads of
 //! their own run the transforms; at most `queue` more may wait, each for at most `max_wait`;
 //! past that the request is refused with 503 + `Retry-After` (answered after [`REFUSAL_HOLD`])
-//! instead of piling up memory and latency. Sources are read before a job is queued (mounted files: on the worker), so a slow
-//! client never holds one.
+//! instead of piling up memory and latency. Sources are read before a job is queued (mounted
+//! files: on the worker), so a slow client never holds one.
 //!
 //! A worker that finishes takes the next job itself. Handing the next job over through the
 //! async runtime (a semaphore permit released on the blocking thread, the waiting task
